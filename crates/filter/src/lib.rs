@@ -1,0 +1,287 @@
+//! Rampart's Envoy HTTP filter (proxy-wasm ABI 0.2.1).
+//!
+//! `on_configure` parses and validates the contract once into a shared [`State`]; per
+//! request the filter reads the inputs through the host, asks the core for a decision,
+//! always overwrites the route header, counts, and records the decision in filter
+//! state. It decides nothing itself. An invalid contract puts the filter in safe mode:
+//! every request to stable, an error log and `rampart.invalid_config`, never a trap.
+
+mod host;
+mod metrics;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use rampart::contract::safe_mode_route;
+use rampart::decide::{decide, Decision, HostError, Request, Route};
+use rampart::{Plan, Source};
+
+use metrics::{Metrics, SafeModeMetrics};
+
+/// Filter state key of the decision; access logs read it as
+/// `%FILTER_STATE(wasm.rampart.decision:PLAIN)%`.
+const FILTER_STATE_KEY: &str = "rampart.decision";
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+}}
+
+/// What every request context of one configuration shares.
+enum State {
+    Active(Active),
+    SafeMode(SafeMode),
+}
+
+/// A valid contract and what was derived from it once.
+struct Active {
+    plan: Plan,
+    metrics: Metrics,
+    /// ` contract=NAME lock=sha256:…`, appended to every summary.
+    tag: String,
+    /// Earliest time (ns) the next drift log line may be written on this worker.
+    next_log_ns: Cell<u64>,
+    /// Drifted requests not logged since the last line.
+    suppressed: Cell<u64>,
+}
+
+/// Safe mode: route everything to stable.
+struct SafeMode {
+    route_header: String,
+    stable_value: String,
+    summary: String,
+    metrics: SafeModeMetrics,
+}
+
+struct Root {
+    state: Option<Rc<State>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        log::info!(
+            "rampart filter {} ({}) started",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("RAMPART_GIT_SHA").unwrap_or("unknown commit")
+        );
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config =
+            proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        let state = match Plan::from_json(&config) {
+            Ok(plan) => {
+                log::info!(
+                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {:?}, paused {}",
+                    plan.name,
+                    plan.inputs.len(),
+                    plan.percent,
+                    plan.threshold,
+                    plan.on_drift,
+                    plan.paused
+                );
+                let mut tag = format!(" contract={}", plan.name);
+                if let Some(d) = plan.lock_digest {
+                    tag.push_str(" lock=");
+                    tag.push_str(&d.short(12));
+                }
+                State::Active(Active {
+                    metrics: Metrics::define(&plan),
+                    plan,
+                    tag,
+                    next_log_ns: Cell::new(0),
+                    suppressed: Cell::new(0),
+                })
+            }
+            Err(e) => {
+                // Returning false here could poison the cached VM for later pushes;
+                // safe mode keeps Envoy serving, on stable, and says why loudly.
+                log::error!("rampart: invalid contract, SAFE MODE (all requests to stable): {e}");
+                let (route_header, stable_value) = safe_mode_route(&config);
+                State::SafeMode(SafeMode {
+                    route_header,
+                    stable_value,
+                    summary: "route=stable reason=invalid_contract".into(),
+                    metrics: SafeModeMetrics::define(),
+                })
+            }
+        };
+        self.state = Some(Rc::new(state));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = self.state.clone()?;
+        Some(Box::new(Flow {
+            state,
+            response_note: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP request.
+struct Flow {
+    state: Rc<State>,
+    /// Decision summary for the debug response header, when enabled.
+    response_note: Option<String>,
+}
+
+impl Context for Flow {}
+
+/// Reads request values through the host.
+struct HostRequest;
+
+impl Request for HostRequest {
+    type Bytes = Vec<u8>;
+
+    fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
+        match source {
+            Source::Header(name) => host::request_header(name),
+            Source::Property { wire, .. } => host::property(wire),
+        }
+    }
+}
+
+impl HttpContext for Flow {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let state = Rc::clone(&self.state);
+        match &*state {
+            State::SafeMode(safe) => {
+                safe.metrics.count();
+                if host::set_request_header(&safe.route_header, &safe.stable_value).is_err() {
+                    log::error!("rampart: could not set {}", safe.route_header);
+                }
+                let _ = host::set_filter_state(FILTER_STATE_KEY, safe.summary.as_bytes());
+                Action::Continue
+            }
+            State::Active(active) => self.enforce(active),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let (Some(note), State::Active(active)) = (&self.response_note, &*self.state) {
+            if let Some(header) = &active.plan.response_header {
+                let _ = host::set_response_header(header, note);
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl Flow {
+    fn enforce(&mut self, active: &Active) -> Action {
+        let plan = &active.plan;
+        let decision = decide(plan, &mut HostRequest);
+        active.metrics.count(&decision);
+        if !decision.issues.is_empty() {
+            active.log_drift(&decision);
+        }
+        let mut summary = decision.summary(plan);
+        summary.push_str(&active.tag);
+        let _ = host::set_filter_state(FILTER_STATE_KEY, summary.as_bytes());
+
+        let value = match decision.route {
+            Route::Canary => &plan.canary_value,
+            Route::Stable => &plan.stable_value,
+            Route::Reject => return self.reject(active, &decision, summary),
+        };
+        // Always overwrite: a client-sent route header must never survive.
+        if host::set_request_header(&plan.route_header, value).is_err() {
+            log::error!(
+                "rampart[{}]: could not set {}",
+                plan.name,
+                plan.route_header
+            );
+        }
+        if plan.response_header.is_some() {
+            self.response_note = Some(summary);
+        }
+        Action::Continue
+    }
+
+    fn reject(&mut self, active: &Active, decision: &Decision, summary: String) -> Action {
+        let plan = &active.plan;
+        let mut body = format!(
+            "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"{}\",\"fields\":[",
+            plan.name,
+            decision.reason.as_str()
+        );
+        for (i, name) in decision.field_names(plan).enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push('"');
+            body.push_str(name);
+            body.push('"');
+        }
+        body.push_str("]}\n");
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(h) = &plan.response_header {
+            headers.push((h.as_str(), summary.as_str()));
+        }
+        let wire = host::serialize_headers(&headers);
+        if host::send_local_response(
+            u32::from(plan.reject_status),
+            "rampart_config_drift",
+            &wire,
+            body.as_bytes(),
+        )
+        .is_err()
+        {
+            // Could not reject: fall back to stable rather than letting it through as is.
+            let _ = host::set_request_header(&plan.route_header, &plan.stable_value);
+            return Action::Continue;
+        }
+        if plan.response_header.is_some() {
+            self.response_note = Some(summary);
+        }
+        Action::Pause
+    }
+}
+
+impl Active {
+    /// Logs drift at most once per interval per worker, with names and digests only.
+    fn log_drift(&self, decision: &Decision) {
+        let interval_ns = u64::from(self.plan.log_interval_seconds) * 1_000_000_000;
+        let now = if interval_ns == 0 {
+            0
+        } else {
+            host::now_nanos()
+        };
+        if now < self.next_log_ns.get() {
+            self.suppressed.set(self.suppressed.get().saturating_add(1));
+            return;
+        }
+        self.next_log_ns.set(now.saturating_add(interval_ns));
+        let suppressed = self.suppressed.replace(0);
+        log::warn!(
+            "rampart[{}]: config {} → {}{}: {}{}",
+            self.plan.name,
+            decision.reason.as_str(),
+            decision.route.as_str(),
+            if decision.observed {
+                " (observe only)"
+            } else {
+                ""
+            },
+            decision.drift_report(&self.plan),
+            if suppressed > 0 {
+                format!(" (+{suppressed} similar requests not logged)")
+            } else {
+                String::new()
+            }
+        );
+    }
+}

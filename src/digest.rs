@@ -1,0 +1,154 @@
+//! `sha256:<hex>` digests of canonical JSON.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::jcs::Sink;
+
+/// The text every digest starts with; it names the hash so a future one can be added.
+pub const PREFIX: &str = "sha256:";
+
+/// A SHA-256 digest, written `sha256:` followed by 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+/// Why a text is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestParseError;
+
+impl fmt::Display for DigestParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected \"sha256:\" followed by 64 lowercase hex digits")
+    }
+}
+
+impl std::error::Error for DigestParseError {}
+
+impl Digest {
+    /// The digest of raw bytes (for bytes that already are canonical JSON).
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Parses `sha256:<64 lowercase hex>` from raw bytes, as a header carries it.
+    pub fn parse_bytes(text: &[u8]) -> Result<Digest, DigestParseError> {
+        let hex = text
+            .strip_prefix(PREFIX.as_bytes())
+            .ok_or(DigestParseError)?;
+        if hex.len() != 64 {
+            return Err(DigestParseError);
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Ok(Digest(out))
+    }
+
+    /// The first `n` hex digits after the prefix, for short log and header labels.
+    pub fn short(&self, n: usize) -> String {
+        let mut text = self.to_string();
+        text.truncate(PREFIX.len() + n.min(64));
+        text
+    }
+}
+
+fn nibble(c: u8) -> Result<u8, DigestParseError> {
+    match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(DigestParseError),
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+
+    fn from_str(s: &str) -> Result<Digest, DigestParseError> {
+        Digest::parse_bytes(s.as_bytes())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 64];
+        for (i, byte) in self.0.iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(byte >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
+        }
+        f.write_str(PREFIX)?;
+        // Only ASCII hex digits were written above.
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Streams canonical JSON straight into SHA-256, so no canonical text is ever built.
+#[derive(Clone, Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// A fresh hasher.
+    pub fn new() -> Hasher {
+        Hasher(Sha256::new())
+    }
+
+    /// The digest of everything written so far.
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
+impl Sink for Hasher {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_round_trips_through_text() {
+        let d = Digest::of_bytes(b"{}");
+        let text = d.to_string();
+        assert_eq!(
+            text,
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(text.parse::<Digest>(), Ok(d));
+        assert_eq!(d.short(8), "sha256:44136fa3");
+    }
+
+    #[test]
+    fn malformed_digests_are_rejected() {
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "sha256:44136FA355B3678A1146AD16F7E8649E94FB4FC21FE77E8310C060F61CAAFF8A",
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8",
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a0",
+            "sha256:g4136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        ] {
+            assert_eq!(bad.parse::<Digest>(), Err(DigestParseError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn streaming_hasher_equals_one_shot() {
+        let mut h = Hasher::new();
+        h.put(b"{\"a\":");
+        h.put(b"1}");
+        assert_eq!(h.finish(), Digest::of_bytes(b"{\"a\":1}"));
+    }
+}

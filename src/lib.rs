@@ -1,0 +1,19 @@
+//! Rampart's core: the ramp contract, RFC 8785 canonical digests, input decoding,
+//! sticky bucketing and the routing decision.
+//!
+//! Pure: no host calls and no I/O. The Envoy filter, the CLI and the component are thin
+//! adapters over this crate, so all of them compute the same digests and decisions.
+
+#![warn(missing_docs)]
+
+pub mod bucket;
+pub mod contract;
+pub mod decide;
+pub mod digest;
+pub mod jcs;
+pub mod snapshot;
+
+pub use contract::{ContractError, ContractSpec, Plan, Side, Source};
+pub use decide::{decide, Decision, Reason, Request, Route, StaticRequest};
+pub use digest::Digest;
+pub use jcs::Json;

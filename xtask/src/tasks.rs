@@ -1,0 +1,205 @@
+//! The xtask commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::envoy;
+use crate::process::{self, cargo};
+use crate::{Error, Result};
+
+/// The target the Envoy filter is compiled for.
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The filter's package and the file cargo produces for it.
+const FILTER_PACKAGE: &str = "rampart-filter";
+const FILTER_ARTIFACT: &str = "rampart_filter.wasm";
+
+/// Size budget for the filter: it is loaded into every Envoy worker's VM, so size is a feature.
+const WASM_MAX_BYTES: u64 = 256 * 1024;
+
+/// Envoy bootstrap for `demo`, relative to the repository root.
+const DEMO_CONFIG: &str = "envoy/demo.yaml";
+
+/// Tools and artifacts ready for running the tests or the demo.
+struct Prepared {
+    envoy: PathBuf,
+    wasm: PathBuf,
+}
+
+/// Installs what is missing; returns the Envoy binary to use.
+pub fn setup(root: &Path) -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    envoy::ensure(root)
+}
+
+/// Builds the filter in release mode and checks its size; returns the artifact's path.
+pub fn wasm(root: &Path) -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    build_wasm(root)
+}
+
+fn build_wasm(root: &Path) -> Result<PathBuf> {
+    println!("wasm: building {FILTER_PACKAGE} for {WASM_TARGET} (release)");
+    process::run(
+        cargo()
+            .args(["build", "--release", "--target", WASM_TARGET])
+            .args(["-p", FILTER_PACKAGE])
+            .current_dir(root),
+    )?;
+    let artifact = target_dir(root)
+        .join(WASM_TARGET)
+        .join("release")
+        .join(FILTER_ARTIFACT);
+    check_wasm_size(root, &artifact)?;
+    Ok(artifact)
+}
+
+/// Runs the workspace tests against the installed Envoy and the freshly built filter.
+pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
+    let prepared = prepare(root)?;
+    println!("test: RAMPART_ENVOY={}", prepared.envoy.display());
+    println!("test: RAMPART_WASM={}", prepared.wasm.display());
+    process::run(
+        cargo()
+            .args(["test", "--workspace"])
+            // The filter is a wasm32 cdylib and xtask has no tests worth a native build.
+            .args(["--exclude", FILTER_PACKAGE, "--exclude", "xtask"])
+            .args(cargo_test_args)
+            .env("RAMPART_ENVOY", &prepared.envoy)
+            .env("RAMPART_WASM", &prepared.wasm)
+            .current_dir(root),
+    )
+}
+
+/// Checks formatting and runs clippy on every target that is built, denying warnings.
+pub fn lint(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let steps: [&[&str]; 3] = [
+        &["fmt", "--all", "--", "--check"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        // The wasm build has its own cfgs and dependency features; lint it as it ships.
+        &[
+            "clippy",
+            "-p",
+            "rampart",
+            "-p",
+            FILTER_PACKAGE,
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ];
+    for args in steps {
+        println!("lint: cargo {}", args.join(" "));
+        process::run(cargo().args(args).current_dir(root))?;
+    }
+    println!("lint: clean");
+    Ok(())
+}
+
+/// Runs Envoy in the foreground with the demo bootstrap.
+pub fn demo(root: &Path) -> Result<()> {
+    let config = root.join(DEMO_CONFIG);
+    if !config.is_file() {
+        return Err(Error::new(format!(
+            "{} is missing; the demo needs it",
+            config.display()
+        )));
+    }
+    let prepared = prepare(root)?;
+    print_demo_usage();
+    let mut envoy = Command::new(&prepared.envoy);
+    envoy
+        .args(["-c", DEMO_CONFIG, "--disable-hot-restart"])
+        .args(["--concurrency", "2", "--log-level", "info"])
+        // The bootstrap names the filter by a path relative to the repository root.
+        .current_dir(root);
+    run_in_foreground(&mut envoy)
+}
+
+/// Lints, then tests: what CI runs.
+pub fn ci(root: &Path) -> Result<()> {
+    lint(root)?;
+    test(root, &[])
+}
+
+fn prepare(root: &Path) -> Result<Prepared> {
+    let envoy = setup(root)?;
+    let wasm = build_wasm(root)?;
+    Ok(Prepared { envoy, wasm })
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let output = process::capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    let installed = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() && installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        println!("setup: rust target {WASM_TARGET}: already installed");
+        return Ok(());
+    }
+    println!("setup: rust target {WASM_TARGET}: installing");
+    process::run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Cargo's target directory, honouring `CARGO_TARGET_DIR` as cargo does.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+fn check_wasm_size(root: &Path, artifact: &Path) -> Result<()> {
+    let bytes = std::fs::metadata(artifact)
+        .map_err(|err| Error::new(format!("{} was not produced: {err}", artifact.display())))?
+        .len();
+    let shown = artifact.strip_prefix(root).unwrap_or(artifact);
+    let kib = bytes as f64 / 1024.0;
+    println!("wasm: {}: {bytes} bytes ({kib:.1} KiB)", shown.display());
+    if bytes > WASM_MAX_BYTES {
+        return Err(Error::new(format!(
+            "{} is {kib:.1} KiB, over the {} KiB budget",
+            shown.display(),
+            WASM_MAX_BYTES / 1024
+        )));
+    }
+    Ok(())
+}
+
+fn print_demo_usage() {
+    println!(
+        "\
+demo: Envoy listens on http://127.0.0.1:10000, admin on http://127.0.0.1:9901
+demo: try, in another terminal:
+  curl -si http://127.0.0.1:10000/ -H 'x-user-id: alice'
+  curl -si http://127.0.0.1:10000/ -H 'x-user-id: alice' -H 'x-user-config: {{\"beta\":true}}'
+  curl -s  http://127.0.0.1:9901/stats | grep rampart
+demo: stop with Ctrl-C"
+    );
+}
+
+/// Hands the terminal to `cmd` so Ctrl-C and signals reach it directly.
+#[cfg(unix)]
+fn run_in_foreground(cmd: &mut Command) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    // `exec` only returns when the program could not be started.
+    let err = cmd.exec();
+    Err(Error::new(format!(
+        "cannot run `{}`: {err}",
+        process::describe(cmd)
+    )))
+}
+
+/// Hands the terminal to `cmd` and waits for it.
+#[cfg(not(unix))]
+fn run_in_foreground(cmd: &mut Command) -> Result<()> {
+    process::run(cmd)
+}
