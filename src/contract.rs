@@ -977,3 +977,276 @@ pub fn safe_mode_route(bytes: &[u8]) -> (String, String) {
         pick("stable", &check_header_value, defaults.stable),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value as J};
+
+    fn example() -> J {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/contract.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// Applies `edit` to the example contract and returns the error, which must name `field`.
+    fn rejects(edit: impl FnOnce(&mut J), field: &str, needle: &str) {
+        let mut c = example();
+        edit(&mut c);
+        let err = Plan::from_json(c.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
+    }
+
+    #[test]
+    fn example_contract_is_valid() {
+        let plan = Plan::from_json(example().to_string().as_bytes()).unwrap();
+        assert_eq!(plan.name, "checkout-v2");
+        assert_eq!(plan.threshold, 3000);
+        assert_eq!(
+            plan.inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["flags", "rev", "tier"]
+        );
+        assert_eq!(plan.compare, Compare::Fields);
+        assert_eq!(
+            plan.inputs[1].source,
+            Source::Property {
+                path: vec![
+                    "xds".into(),
+                    "node".into(),
+                    "metadata".into(),
+                    "CONFIG_REV".into()
+                ],
+                wire: b"xds\0node\0metadata\0CONFIG_REV".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn empty_configurations_are_rejected_clearly() {
+        for text in ["", "  \n", "{}"] {
+            let err = Plan::from_json(text.as_bytes()).unwrap_err();
+            assert!(
+                err.message.contains("needs at least `contract`"),
+                "{text:?}: {err}"
+            );
+        }
+        assert!(Plan::from_json(b"[]")
+            .unwrap_err()
+            .message
+            .contains("must be an object"));
+        assert!(Plan::from_json(b"{")
+            .unwrap_err()
+            .message
+            .contains("not usable JSON"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_at_every_level() {
+        rejects(|c| c["colour"] = json!(1), "colour", "unknown field");
+        rejects(
+            |c| c["ramp"]["procent"] = json!(5),
+            "ramp.procent",
+            "expected one of: percent",
+        );
+        rejects(
+            |c| c["inputs"]["flags"]["heder"] = json!("x"),
+            "inputs.flags.heder",
+            "unknown field",
+        );
+        rejects(
+            |c| c["lock"]["field"] = json!({}),
+            "lock.field",
+            "unknown field",
+        );
+    }
+
+    #[test]
+    fn required_fields_and_types_are_named() {
+        rejects(
+            |c| drop(c.as_object_mut().unwrap().remove("ramp")),
+            "ramp",
+            "required",
+        );
+        rejects(
+            |c| drop(c.as_object_mut().unwrap().remove("inputs")),
+            "inputs",
+            "required",
+        );
+        rejects(
+            |c| drop(c.as_object_mut().unwrap().remove("lock")),
+            "lock",
+            "rampart lock",
+        );
+        rejects(
+            |c| drop(c["ramp"].as_object_mut().unwrap().remove("sticky")),
+            "ramp.sticky",
+            "required",
+        );
+        rejects(
+            |c| c["ramp"]["percent"] = json!("5"),
+            "ramp.percent",
+            "must be a number",
+        );
+        rejects(|c| c["paused"] = json!("yes"), "paused", "true or false");
+        rejects(
+            |c| c["on_drift"] = json!("drop"),
+            "on_drift",
+            "stable, reject, observe",
+        );
+        rejects(
+            |c| c["inputs"]["flags"]["format"] = json!("yaml"),
+            "inputs.flags.format",
+            "\"yaml\" is not one of",
+        );
+    }
+
+    #[test]
+    fn percent_must_be_within_0_and_100() {
+        rejects(
+            |c| c["ramp"]["percent"] = json!(100.5),
+            "ramp.percent",
+            "between 0 and 100",
+        );
+        rejects(
+            |c| c["ramp"]["percent"] = json!(-1),
+            "ramp.percent",
+            "between 0 and 100",
+        );
+        for ok in [0.0, 0.01, 100.0] {
+            let mut c = example();
+            c["ramp"]["percent"] = json!(ok);
+            assert!(Plan::from_json(c.to_string().as_bytes()).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn digests_must_be_well_formed() {
+        rejects(
+            |c| c["lock"]["digest"] = json!("sha256:abc"),
+            "lock.digest",
+            "64 lowercase hex",
+        );
+        rejects(
+            |c| c["lock"]["fields"]["tier"] = json!("md5:00"),
+            "lock.fields.tier",
+            "64 lowercase hex",
+        );
+    }
+
+    #[test]
+    fn inputs_need_exactly_one_source() {
+        rejects(
+            |c| c["inputs"]["tier"] = json!({"format": "string"}),
+            "inputs.tier",
+            "has no source",
+        );
+        rejects(
+            |c| c["inputs"]["tier"] = json!({"header": "x-tier", "property": ["a"]}),
+            "inputs.tier",
+            "not both",
+        );
+        rejects(
+            |c| c["inputs"]["tier"] = json!({"property": []}),
+            "inputs.tier.property",
+            "non-empty",
+        );
+        rejects(
+            |c| c["inputs"]["tier"] = json!({"header": "X-Tier"}),
+            "inputs.tier.header",
+            "lowercase",
+        );
+        rejects(
+            |c| c["inputs"]["tier"] = json!({"header": "x-tier", "format": "int"}),
+            "inputs.tier.format",
+            "property encoding",
+        );
+        rejects(
+            |c| c["inputs"]["flags"]["header"] = json!("x-rampart-route"),
+            "inputs.flags.header",
+            "route header",
+        );
+        rejects(|c| c["inputs"] = json!({}), "inputs", "at least one input");
+    }
+
+    #[test]
+    fn lock_fields_must_match_the_inputs() {
+        rejects(
+            |c| c["lock"]["fields"]["region"] = c["lock"]["fields"]["tier"].clone(),
+            "lock.fields.region",
+            "names no input",
+        );
+        rejects(
+            |c| drop(c["lock"]["fields"].as_object_mut().unwrap().remove("rev")),
+            "lock.fields.rev",
+            "cover every input",
+        );
+        rejects(
+            |c| c["lock"] = json!({}),
+            "lock",
+            "give `digest` or `fields`",
+        );
+    }
+
+    #[test]
+    fn route_and_limits_are_checked() {
+        rejects(
+            |c| c["route"]["stable"] = json!("canary"),
+            "route.stable",
+            "must differ",
+        );
+        rejects(
+            |c| c["route"]["canary"] = json!("can ary"),
+            "route.canary",
+            "visible ASCII",
+        );
+        rejects(
+            |c| c["contract"] = json!("Checkout.V2"),
+            "contract",
+            "not a valid name",
+        );
+        rejects(
+            |c| c["reject_status"] = json!(200),
+            "reject_status",
+            "4xx or 5xx",
+        );
+        rejects(
+            |c| c["limits"] = json!({"max_json_depth": 0}),
+            "limits.max_json_depth",
+            "between 1 and 128",
+        );
+        rejects(
+            |c| c["explain"] = json!({"response_header": "X Bad"}),
+            "explain.response_header",
+            "lowercase",
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_in_a_contract_are_rejected() {
+        let text =
+            example()
+                .to_string()
+                .replacen("\"contract\":", "\"contract\":\"x\",\"contract\":", 1);
+        let err = Plan::from_json(text.as_bytes()).unwrap_err();
+        assert!(err.message.contains("duplicate object key"), "{err}");
+    }
+
+    #[test]
+    fn safe_mode_route_uses_usable_route_fields_only() {
+        assert_eq!(
+            safe_mode_route(b"garbage"),
+            ("x-rampart-route".into(), "stable".into())
+        );
+        assert_eq!(
+            safe_mode_route(br#"{"route":{"header":"x-lane","stable":"blue"},"ramp":7}"#),
+            ("x-lane".into(), "blue".into())
+        );
+        assert_eq!(
+            safe_mode_route(br#"{"route":{"header":"Bad Header","stable":""}}"#),
+            ("x-rampart-route".into(), "stable".into())
+        );
+    }
+}

@@ -510,3 +510,273 @@ impl Request for StaticRequest {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value as J;
+
+    fn root() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn example_plan() -> Plan {
+        Plan::from_json(&std::fs::read(root().join("examples/contract.json")).unwrap()).unwrap()
+    }
+
+    fn request_for(case: &J, node: &J) -> StaticRequest {
+        let mut req = StaticRequest::default();
+        for (k, v) in case["headers"].as_object().unwrap() {
+            req = req.header(k, v.as_str().unwrap());
+        }
+        if let Some(ns) = case["metadata"].as_object() {
+            for (namespace, keys) in ns {
+                for (key, value) in keys.as_object().unwrap() {
+                    req = req.property(
+                        &["metadata", "filter_metadata", namespace, key],
+                        value.as_str().unwrap(),
+                    );
+                }
+            }
+        }
+        let node = case.get("node_metadata").unwrap_or(node);
+        for (key, value) in node.as_object().unwrap() {
+            req = req.property(&["xds", "node", "metadata", key], value.as_str().unwrap());
+        }
+        req
+    }
+
+    /// The shared vectors (also run against Envoy end to end) give the expected decisions.
+    #[test]
+    fn shared_decision_vectors() {
+        let doc: J = serde_json::from_slice(
+            &std::fs::read(root().join("tests/vectors/decisions.json")).unwrap(),
+        )
+        .unwrap();
+        let plan = example_plan();
+        let cases = doc["cases"].as_array().unwrap();
+        assert!(cases.len() >= 15);
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let d = decide(&plan, &mut request_for(case, &doc["node_metadata"]));
+            let expect = &case["expect"];
+            assert_eq!(d.route.as_str(), expect["route"], "{name}");
+            assert_eq!(d.reason.as_str(), expect["reason"], "{name}");
+            let fields: Vec<&str> = d.field_names(&plan).collect();
+            let want: Vec<&str> = expect["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            assert_eq!(fields, want, "{name}");
+            if let Some(b) = expect.get("bucket") {
+                assert_eq!(d.bucket.map(u64::from), b.as_u64(), "{name}");
+            }
+        }
+    }
+
+    fn plan_with(edit: impl FnOnce(&mut J)) -> Plan {
+        let mut contract: J =
+            serde_json::from_slice(&std::fs::read(root().join("examples/contract.json")).unwrap())
+                .unwrap();
+        edit(&mut contract);
+        Plan::from_json(contract.to_string().as_bytes()).unwrap()
+    }
+
+    fn matching(user: &str) -> StaticRequest {
+        StaticRequest::default()
+            .header("x-user-id", user)
+            .header(
+                "x-user-config",
+                r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#,
+            )
+            .property(&["metadata", "filter_metadata", "tenant", "tier"], "gold")
+            .property(&["xds", "node", "metadata", "CONFIG_REV"], "r42")
+    }
+
+    #[test]
+    fn paused_sends_everyone_to_stable_before_reading_inputs() {
+        let plan = plan_with(|c| c["paused"] = J::Bool(true));
+        let d = decide(
+            &plan,
+            &mut StaticRequest::default().header("x-user-id", "alice"),
+        );
+        assert_eq!((d.route, d.reason), (Route::Stable, Reason::Paused));
+        assert!(d.issues.is_empty());
+    }
+
+    #[test]
+    fn reject_and_observe_drift_actions() {
+        let drifted = || matching("alice").header("x-user-config", "{}");
+        let reject = plan_with(|c| c["on_drift"] = "reject".into());
+        assert_eq!(decide(&reject, &mut drifted()).route, Route::Reject);
+        assert_eq!(decide(&reject, &mut matching("alice")).route, Route::Canary);
+
+        let observe = plan_with(|c| c["on_drift"] = "observe".into());
+        let d = decide(&observe, &mut drifted());
+        assert_eq!(
+            (d.route, d.reason, d.observed),
+            (Route::Canary, Reason::Drift, true)
+        );
+        assert_eq!(d.bucket, Some(2815));
+    }
+
+    #[test]
+    fn missing_input_counts_as_null_when_asked() {
+        // Lock tier as null: a request without tier then matches.
+        let plan = plan_with(|c| {
+            c["on_missing"] = "null".into();
+            c["lock"]["fields"]["tier"] = crate::snapshot::digest_of(&crate::jcs::Json::Null)
+                .to_string()
+                .into();
+            c["lock"].as_object_mut().unwrap().remove("digest");
+        });
+        let mut req = matching("alice");
+        req.properties.remove(&vec![
+            "metadata".into(),
+            "filter_metadata".into(),
+            "tenant".into(),
+            "tier".into(),
+        ]);
+        let d = decide(&plan, &mut req);
+        assert_eq!((d.route, d.reason), (Route::Canary, Reason::Match));
+        assert_eq!(decide(&plan, &mut matching("alice")).reason, Reason::Drift);
+    }
+
+    #[test]
+    fn whole_snapshot_lock_matches_and_cannot_name_fields() {
+        let plan = plan_with(|c| {
+            c["lock"].as_object_mut().unwrap().remove("fields");
+        });
+        assert_eq!(plan.compare, Compare::Snapshot(plan.lock_digest.unwrap()));
+        assert_eq!(decide(&plan, &mut matching("alice")).reason, Reason::Match);
+        let d = decide(&plan, &mut matching("alice").header("x-user-config", "{}"));
+        assert_eq!(d.reason, Reason::Drift);
+        assert_eq!(d.field_names(&plan).collect::<Vec<_>>(), ["*"]);
+        assert!(d
+            .drift_report(&plan)
+            .starts_with("snapshot=drift(observed sha256:"));
+    }
+
+    #[test]
+    fn precomputed_digest_input_is_compared_as_is() {
+        let locked = crate::digest::Digest::of_bytes(b"\"v7\"").to_string();
+        let plan = plan_with(|c| {
+            c["inputs"]["app"] =
+                serde_json::json!({"header": "x-config-digest", "format": "digest"});
+            c["lock"]["fields"]["app"] = locked.clone().into();
+            c["lock"].as_object_mut().unwrap().remove("digest");
+        });
+        assert_eq!(
+            decide(
+                &plan,
+                &mut matching("alice").header("x-config-digest", locked.as_str())
+            )
+            .reason,
+            Reason::Match
+        );
+        let other = crate::digest::Digest::of_bytes(b"\"v8\"").to_string();
+        let d = decide(
+            &plan,
+            &mut matching("alice").header("x-config-digest", other.as_str()),
+        );
+        assert_eq!(
+            (d.reason, d.field_names(&plan).collect::<Vec<_>>()),
+            (Reason::Drift, vec!["app"])
+        );
+        let d = decide(
+            &plan,
+            &mut matching("alice").header("x-config-digest", "sha256:nope"),
+        );
+        assert_eq!(d.issues[0].issue, Issue::Invalid(DecodeError::BadDigest));
+    }
+
+    #[test]
+    fn oversized_and_deep_inputs_are_drift_not_errors() {
+        let plan = plan_with(|c| {
+            c["limits"] = serde_json::json!({"max_input_bytes": 64, "max_json_depth": 4})
+        });
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
+        let d = decide(&plan, &mut matching("alice").header("x-user-config", big));
+        assert_eq!(d.issues[0].issue, Issue::Invalid(DecodeError::TooLarge));
+        let deep = decide(
+            &plan,
+            &mut matching("alice").header("x-user-config", "[[[[[1]]]]]"),
+        );
+        assert_eq!(deep.issues[0].issue, Issue::Invalid(DecodeError::TooDeep));
+        let bad_utf8 = decide(
+            &plan,
+            &mut matching("alice").property(
+                &["metadata", "filter_metadata", "tenant", "tier"],
+                vec![0xff, 0xfe],
+            ),
+        );
+        assert_eq!(
+            bad_utf8.issues[0].issue,
+            Issue::Invalid(DecodeError::InvalidUtf8)
+        );
+        // An oversized sticky key means no key.
+        let long_key = "u".repeat(65);
+        assert_eq!(
+            decide(&plan, &mut matching(&long_key)).reason,
+            Reason::Unkeyed
+        );
+    }
+
+    #[test]
+    fn property_encodings_decode_as_envoy_sends_them() {
+        assert_eq!(
+            decode(Format::Int, &42i64.to_le_bytes(), 64, 4),
+            Ok(Value::Number(42.0))
+        );
+        assert_eq!(
+            decode(Format::Double, &2.5f64.to_le_bytes(), 64, 4),
+            Ok(Value::Number(2.5))
+        );
+        assert_eq!(
+            decode(Format::Double, &f64::NAN.to_le_bytes(), 64, 4),
+            Err(DecodeError::BadEncoding)
+        );
+        assert_eq!(decode(Format::Bool, &[1], 64, 4), Ok(Value::Bool(true)));
+        assert_eq!(
+            decode(Format::Bool, &[2], 64, 4),
+            Err(DecodeError::BadEncoding)
+        );
+        assert_eq!(
+            decode(Format::Int, &[1, 2, 3], 64, 4),
+            Err(DecodeError::BadEncoding)
+        );
+        assert_eq!(Value::Number(42.0).digest(), Digest::of_bytes(b"42"));
+        assert_eq!(Value::Str("gold").digest(), Digest::of_bytes(b"\"gold\""));
+    }
+
+    #[test]
+    fn host_errors_are_drift() {
+        struct Failing;
+        impl Request for Failing {
+            type Bytes = Vec<u8>;
+            fn read(&mut self, _: &Source) -> Result<Option<Vec<u8>>, HostError> {
+                Err(HostError)
+            }
+        }
+        let d = decide(&example_plan(), &mut Failing);
+        assert_eq!((d.route, d.reason), (Route::Stable, Reason::Drift));
+        assert_eq!(d.issues.len(), 3);
+    }
+
+    #[test]
+    fn summary_names_route_reason_fields_and_bucket() {
+        let plan = example_plan();
+        let d = decide(&plan, &mut matching("alice"));
+        assert_eq!(d.summary(&plan), "route=canary reason=match bucket=2815");
+        let d = decide(&plan, &mut matching("alice").header("x-user-config", "[]"));
+        assert_eq!(d.summary(&plan), "route=stable reason=drift fields=flags");
+        let report = d.drift_report(&plan);
+        assert!(
+            report.starts_with("flags=drift(observed sha256:"),
+            "{report}"
+        );
+        assert!(!report.contains("[]"), "raw values never appear: {report}");
+    }
+}

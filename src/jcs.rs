@@ -321,7 +321,7 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
             sink.put(&digits[1..]);
         }
         sink.put(b"e");
-        sink.put(if n - 1 >= 0 { b"+" } else { b"-" });
+        sink.put(if n > 0 { b"+" } else { b"-" });
         let mut exp_text = StackText::<16>::new();
         if write!(exp_text, "{}", (n - 1).unsigned_abs()).is_ok() {
             sink.put(exp_text.bytes());
@@ -539,6 +539,29 @@ mod tests {
         ];
         for &(bits, want) in cases {
             assert_eq!(num(f64::from_bits(bits)), want, "{bits:#x}");
+        }
+    }
+
+    /// Thousands of doubles against what ECMAScript itself prints for them (the vectors
+    /// were generated with Node.js; see tests/vectors/numbers.js), and parsed back.
+    #[test]
+    fn numbers_match_ecmascript_on_generated_vectors() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/numbers.json");
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let cases = doc["cases"].as_array().unwrap();
+        assert!(cases.len() > 4000);
+        for case in cases {
+            let bits = u64::from_str_radix(case[0].as_str().unwrap(), 16).unwrap();
+            let want = case[1].as_str().unwrap();
+            let value = f64::from_bits(bits);
+            assert_eq!(num(value), want, "{bits:016x}");
+            let parsed = Json::parse(want.as_bytes(), 1).unwrap();
+            assert_eq!(
+                parsed,
+                Json::Number(if value == 0.0 { 0.0 } else { value }),
+                "{want}"
+            );
         }
     }
 

@@ -97,3 +97,63 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ContractError {
         message: message.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ContractSpec {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/contract.json");
+        ContractSpec::parse(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn snapshot(text: &str) -> Json {
+        Json::parse(text.as_bytes(), 16).unwrap()
+    }
+
+    #[test]
+    fn example_lock_is_the_lock_of_the_example_snapshot() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/snapshot.json");
+        let snap = Json::parse(&std::fs::read(path).unwrap(), 16).unwrap();
+        assert_eq!(
+            lock_from_snapshot(&spec(), &snap).unwrap(),
+            spec().lock.unwrap()
+        );
+    }
+
+    #[test]
+    fn lock_digests_are_jcs_sha256() {
+        let lock = lock_from_snapshot(
+            &spec(),
+            &snapshot(r#"{"tier":"gold","rev":"r42","flags":{"b":1,"a":[true,null]}}"#),
+        )
+        .unwrap();
+        let canonical = br#"{"flags":{"a":[true,null],"b":1},"rev":"r42","tier":"gold"}"#;
+        assert_eq!(
+            lock.digest.unwrap(),
+            Digest::of_bytes(canonical).to_string()
+        );
+        let fields = lock.fields.unwrap();
+        assert_eq!(fields["tier"], Digest::of_bytes(b"\"gold\"").to_string());
+        assert_eq!(
+            fields["flags"],
+            Digest::of_bytes(br#"{"a":[true,null],"b":1}"#).to_string()
+        );
+    }
+
+    #[test]
+    fn snapshot_must_fit_the_inputs() {
+        let err = |text: &str| {
+            lock_from_snapshot(&spec(), &snapshot(text))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(r#"{"flags":{},"tier":"gold"}"#).starts_with("snapshot.rev: missing"));
+        assert!(err(r#"{"flags":{},"tier":"gold","rev":"r","x":1}"#)
+            .starts_with("snapshot.x: names no input"));
+        assert!(err(r#"{"flags":{},"tier":5,"rev":"r"}"#)
+            .starts_with("snapshot.tier: input format `string`"));
+        assert!(err(r#"{"flags":{},"tier":null,"rev":"r"}"#).contains("on_missing: null"));
+        assert!(err("[]").starts_with("snapshot: must be a JSON object"));
+    }
+}

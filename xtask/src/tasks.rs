@@ -178,10 +178,12 @@ fn print_demo_usage() {
     println!(
         "\
 demo: Envoy listens on http://127.0.0.1:10000, admin on http://127.0.0.1:9901
-demo: try, in another terminal:
-  curl -si http://127.0.0.1:10000/ -H 'x-user-id: alice'
-  curl -si http://127.0.0.1:10000/ -H 'x-user-id: alice' -H 'x-user-config: {{\"beta\":true}}'
-  curl -s  http://127.0.0.1:9901/stats | grep rampart
+demo: the contract is examples/contract.json; in another terminal try:
+  CFG='{{\"checkout_v2\":true,\"currency\":\"EUR\",\"max_items\":50}}'
+  curl -s  localhost:10000/ -H 'x-user-id: alice' -H 'x-tenant-tier: gold' -H \"x-user-config: $CFG\"   # canary
+  curl -s  localhost:10000/ -H 'x-user-id: bob'   -H 'x-tenant-tier: gold' -H \"x-user-config: $CFG\"   # stable
+  curl -si localhost:10000/ -H 'x-user-id: alice' -H 'x-tenant-tier: silver' -H \"x-user-config: $CFG\" # drift: stable
+  curl -s  localhost:9901/stats | grep wasmcustom.rampart
 demo: stop with Ctrl-C"
     );
 }

@@ -30,6 +30,8 @@ proxy_wasm::main! {{
 }}
 
 /// What every request context of one configuration shares.
+// One value per configuration, behind an `Rc`: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum State {
     Active(Active),
     SafeMode(SafeMode),

@@ -1,0 +1,660 @@
+//! The Rampart filter in a real Envoy 1.40: the built `.wasm`, real HTTP, real `/stats`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use rampart::snapshot::digest_of;
+use rampart::Json;
+use serde_json::{json, Value};
+use support::{get, get_raw, repo_root, validate, Bootstrap, Client, Envoy, Response};
+
+/// The example flags as a client sends them.
+const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+const STATS_PREFIX: &str = "wasmcustom.rampart.checkout-v2";
+
+fn example_contract() -> Value {
+    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
+        .unwrap()
+}
+
+/// `header_to_metadata`: `x-tenant-tier` → dynamic metadata `tenant.tier`, as the demo does.
+fn tenant_metadata_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.header_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
+            "request_rules": [{
+                "header": "x-tenant-tier",
+                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
+                "remove": true,
+            }],
+        },
+    })
+}
+
+fn start(contract: &Value) -> Envoy {
+    start_with_node(contract, json!({ "CONFIG_REV": "r42" }))
+}
+
+fn start_with_node(contract: &Value, node: Value) -> Envoy {
+    Envoy::start(
+        &Bootstrap::new()
+            .pre_filter(tenant_metadata_filter())
+            .plugin_config(&contract.to_string())
+            .node_metadata(node)
+            .build(),
+    )
+}
+
+fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy.counter(&format!("{STATS_PREFIX}.{name}"))
+}
+
+/// A request whose config matches the example lock, for `user`.
+fn matching(user: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("x-user-id", user),
+        ("x-user-config", FLAGS),
+        ("x-tenant-tier", "gold"),
+    ]
+}
+
+fn served_by(r: &Response) -> &str {
+    r.header("x-served-by")
+        .unwrap_or_else(|| panic!("no x-served-by: {} {}", r.status, r.body))
+}
+
+/// The wasm VM never trapped: nothing in the log says a callback failed.
+fn assert_no_vm_failure(envoy: &Envoy) {
+    let log = envoy.log();
+    for needle in [
+        "Function: proxy_on",
+        "wasm trap",
+        "RuntimeError",
+        "panicked",
+    ] {
+        assert!(
+            !log.contains(needle),
+            "VM failure ({needle}) in log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn shared_decision_vectors_hold_in_envoy() {
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("tests/vectors/decisions.json")).unwrap(),
+    )
+    .unwrap();
+    let contract: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join(doc["contract"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    // One Envoy per distinct node metadata.
+    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for case in doc["cases"].as_array().unwrap() {
+        let node = case.get("node_metadata").unwrap_or(&doc["node_metadata"]);
+        groups.entry(node.to_string()).or_default().push(case);
+    }
+    let mut checked = 0;
+    for (node, cases) in groups {
+        let envoy = start_with_node(&contract, serde_json::from_str(&node).unwrap());
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let mut headers: Vec<(String, String)> = case["headers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
+            if let Some(tier) = case.pointer("/metadata/tenant/tier") {
+                headers.push(("x-tenant-tier".into(), tier.as_str().unwrap().into()));
+            }
+            let refs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let r = get(envoy.addr("main"), "/", &refs);
+            let expect = &case["expect"];
+            assert_eq!(r.status, 200, "{name}");
+            assert_eq!(served_by(&r), expect["route"], "{name}");
+            assert_eq!(
+                r.header("x-seen-route"),
+                expect["route"].as_str(),
+                "{name}: the upstream sees the filter's value"
+            );
+            let decision = r.header("x-rampart-decision").unwrap();
+            assert!(
+                decision.contains(&format!("reason={}", expect["reason"].as_str().unwrap())),
+                "{name}: {decision}"
+            );
+            let fields: Vec<&str> = expect["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            if fields.is_empty() {
+                assert!(!decision.contains("fields="), "{name}: {decision}");
+            } else {
+                assert!(
+                    decision.contains(&format!("fields={}", fields.join(","))),
+                    "{name}: {decision}"
+                );
+            }
+            if let Some(b) = expect.get("bucket") {
+                assert!(
+                    decision.contains(&format!("bucket={b}")),
+                    "{name}: {decision}"
+                );
+            }
+            checked += 1;
+        }
+        assert_no_vm_failure(&envoy);
+    }
+    assert_eq!(checked, doc["cases"].as_array().unwrap().len());
+}
+
+#[test]
+fn sticky_split_over_a_thousand_users_follows_the_percent() {
+    let envoy = start(&example_contract());
+    let mut client = Client::new(envoy.addr("main"));
+    let users = 1000;
+    let mut canary = 0;
+    for i in 0..users {
+        let user = format!("user-{i}");
+        let first = served_by(&client.get("/", &matching(&user))).to_owned();
+        let second = served_by(&client.get("/cart", &matching(&user))).to_owned();
+        assert_eq!(first, second, "{user} must stay on one side");
+        // The side is exactly what the core (and `rampart bucket`) computes.
+        let expected = if rampart::bucket::bucket("checkout-v2", user.as_bytes()) < 3000 {
+            "canary"
+        } else {
+            "stable"
+        };
+        assert_eq!(first, expected, "{user}");
+        canary += usize::from(first == "canary");
+    }
+    // 30% of 1000: binomial sd ≈ 14.5 users; the tolerance is ±45 (about 3 sd).
+    assert!(
+        (255..=345).contains(&canary),
+        "{canary} of {users} users on the canary at 30%"
+    );
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.requests"), 2000);
+    assert_eq!(counter(&envoy, "canary"), 2 * canary as u64);
+    assert_eq!(counter(&envoy, "stable"), 2 * (users - canary) as u64);
+    assert_eq!(counter(&envoy, "match"), 2000);
+    assert_eq!(
+        envoy.counter("cluster.canary.upstream_rq_total"),
+        2 * canary as u64
+    );
+}
+
+#[test]
+fn counters_add_up_to_the_requests_sent() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    let mut client = Client::new(main);
+    let mut sent = 0u64;
+    for i in 0..20 {
+        client.get("/", &matching(&format!("u{i}")));
+        sent += 1;
+    }
+    for _ in 0..7 {
+        client.get(
+            "/",
+            &[
+                ("x-user-id", "alice"),
+                ("x-user-config", "{}"),
+                ("x-tenant-tier", "gold"),
+            ],
+        );
+        sent += 1;
+    }
+    for _ in 0..5 {
+        client.get("/", &[("x-user-id", "alice"), ("x-user-config", FLAGS)]);
+        sent += 1;
+    }
+    for _ in 0..3 {
+        client.get("/", &[("x-user-config", FLAGS), ("x-tenant-tier", "gold")]);
+        sent += 1;
+    }
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.requests"), sent);
+    assert_eq!(counter(&envoy, "drift"), 7);
+    assert_eq!(counter(&envoy, "field.flags.drift"), 7);
+    assert_eq!(counter(&envoy, "missing"), 5);
+    assert_eq!(counter(&envoy, "field.tier.missing"), 5);
+    assert_eq!(counter(&envoy, "unkeyed"), 3);
+    assert_eq!(counter(&envoy, "match"), 20 + 3 - 3);
+    assert_eq!(counter(&envoy, "canary") + counter(&envoy, "stable"), sent);
+    assert_eq!(
+        counter(&envoy, "match")
+            + counter(&envoy, "drift")
+            + counter(&envoy, "missing")
+            + counter(&envoy, "unkeyed"),
+        sent
+    );
+    assert_eq!(
+        envoy.counter("cluster.canary.upstream_rq_total"),
+        counter(&envoy, "canary")
+    );
+    assert_eq!(counter(&envoy, "threshold_bp"), 3000);
+}
+
+#[test]
+fn forged_route_header_never_survives() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    let bob = rampart::bucket::bucket("checkout-v2", b"bob");
+    assert!(bob >= 3000, "bob is a stable user");
+    for forged in ["canary", "stable", "anything"] {
+        let mut headers = matching("bob");
+        headers.push(("x-rampart-route", forged));
+        let r = get(main, "/", &headers);
+        assert_eq!(served_by(&r), "stable", "forged {forged}");
+        assert_eq!(r.header("x-seen-route"), Some("stable"));
+    }
+    // Two copies of the header, one of them canary, on a drifted request.
+    let raw = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\nx-tenant-tier: silver\r\nx-user-config: {FLAGS}\r\nx-rampart-route: canary\r\nx-rampart-route: canary\r\nconnection: close\r\n\r\n"
+    );
+    let r = get_raw(main, raw.as_bytes());
+    assert_eq!(served_by(&r), "stable");
+    assert_eq!(r.header("x-seen-route"), Some("stable"));
+}
+
+#[test]
+fn reject_answers_with_the_contract_status_and_names_the_fields() {
+    let mut contract = example_contract();
+    contract["on_drift"] = "reject".into();
+    contract["reject_status"] = 409.into();
+    let envoy = start(&contract);
+    let main = envoy.addr("main");
+
+    let r = get(
+        main,
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-user-config", "[]"),
+            ("x-tenant-tier", "bronze"),
+        ],
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.header("x-served-by"), None, "never reached an upstream");
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "config drift", "contract": "checkout-v2", "reason": "drift", "fields": ["flags", "tier"]})
+    );
+    assert!(
+        !r.body.contains("bronze"),
+        "no raw config values in the reply"
+    );
+    assert_eq!(r.header("x-rampart-decision"), Some("route=reject reason=drift fields=flags,tier contract=checkout-v2 lock=sha256:57e6117d105a"));
+
+    let ok = get(main, "/", &matching("alice"));
+    assert_eq!((ok.status, served_by(&ok)), (200, "canary"));
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.requests"), 2);
+    assert_eq!(counter(&envoy, "rejected"), 1);
+    assert_eq!(
+        envoy.counter("cluster.stable.upstream_rq_total")
+            + envoy.counter("cluster.canary.upstream_rq_total"),
+        1
+    );
+}
+
+#[test]
+fn observe_routes_drift_by_bucket_and_only_counts_it() {
+    let mut contract = example_contract();
+    contract["on_drift"] = "observe".into();
+    let envoy = start(&contract);
+    let r = get(
+        envoy.addr("main"),
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-user-config", "{}"),
+            ("x-tenant-tier", "gold"),
+        ],
+    );
+    assert_eq!(served_by(&r), "canary", "alice's bucket is on the canary");
+    assert_eq!(r.header("x-rampart-decision").unwrap(), "route=canary reason=drift fields=flags bucket=2815 observed=true contract=checkout-v2 lock=sha256:57e6117d105a");
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.observed"), 1);
+    assert_eq!(counter(&envoy, "drift"), 1);
+    let log = envoy.wait_for_log("(observe only)");
+    assert!(log.contains("flags=drift(observed sha256:"), "{log}");
+}
+
+#[test]
+fn invalid_contract_means_safe_mode_not_a_dead_filter() {
+    let mut contract = example_contract();
+    contract["ramp"]["percent"] = 250.into();
+    let envoy = start(&contract);
+    let main = envoy.addr("main");
+    for user in ["alice", "bob"] {
+        let mut headers = matching(user);
+        headers.push(("x-rampart-route", "canary"));
+        let r = get(main, "/", &headers);
+        assert_eq!((r.status, served_by(&r)), (200, "stable"), "{user}");
+        assert_eq!(r.header("x-seen-route"), Some("stable"));
+    }
+    envoy.wait_for_counter("wasmcustom.rampart.safe_mode", 2);
+    assert!(envoy.counter("wasmcustom.rampart.invalid_config") >= 1);
+    assert_eq!(envoy.counter(&format!("{STATS_PREFIX}.requests")), 0);
+    let log = envoy.wait_for_log("SAFE MODE");
+    assert!(
+        log.contains("ramp.percent: must be between 0 and 100, got 250"),
+        "{log}"
+    );
+    let access = envoy.wait_for_access_log(2);
+    assert!(
+        access
+            .iter()
+            .all(|l| l.contains("route=stable reason=invalid_contract")),
+        "{access:?}"
+    );
+    assert_no_vm_failure(&envoy);
+}
+
+#[test]
+fn empty_plugin_configuration_is_safe_mode_too() {
+    let envoy = Envoy::start(&Bootstrap::new().plugin_config("").build());
+    let r = get(envoy.addr("main"), "/", &[("x-rampart-route", "canary")]);
+    assert_eq!(served_by(&r), "stable");
+    envoy.wait_for_log("the configuration is empty");
+}
+
+#[test]
+fn decision_is_in_filter_state_for_access_logs() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    get(main, "/", &matching("alice"));
+    get(
+        main,
+        "/",
+        &[
+            ("x-user-id", "bob"),
+            ("x-user-config", FLAGS),
+            ("x-tenant-tier", "silver"),
+        ],
+    );
+    let lines = envoy.wait_for_access_log(2);
+    assert_eq!(lines[0], "200 canary route=canary reason=match bucket=2815 contract=checkout-v2 lock=sha256:57e6117d105a");
+    assert_eq!(lines[1], "200 stable route=stable reason=drift fields=tier contract=checkout-v2 lock=sha256:57e6117d105a");
+}
+
+#[test]
+fn drift_log_names_fields_and_digests_never_values_and_is_rate_limited() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    let secret = "tenant-secret-tier-value";
+    for _ in 0..5 {
+        get(
+            main,
+            "/",
+            &[
+                ("x-user-id", "alice"),
+                ("x-user-config", FLAGS),
+                ("x-tenant-tier", secret),
+            ],
+        );
+    }
+    let log = envoy.wait_for_log("config drift");
+    let observed = digest_of(&Json::String(secret.into())).to_string();
+    assert!(
+        log.contains(&format!(
+            "tier=drift(observed {observed}, locked sha256:8dd7871b"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(secret), "raw value leaked into the log");
+    assert_eq!(
+        log.matches("config drift").count(),
+        1,
+        "one line per 10 s interval:\n{log}"
+    );
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift"), 5);
+}
+
+#[test]
+fn hostile_inputs_are_drift_and_never_trap_the_vm() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(20_000));
+    let hostile = [
+        deep.as_str(),
+        huge.as_str(),
+        r#"{"max_items":1e400}"#,
+        r#"{"a":"\ud800"}"#,
+        "null",
+        "\"\"",
+    ];
+    for value in hostile {
+        let r = get(
+            main,
+            "/",
+            &[
+                ("x-user-id", "alice"),
+                ("x-user-config", value),
+                ("x-tenant-tier", "gold"),
+            ],
+        );
+        assert_eq!(
+            (r.status, served_by(&r)),
+            (200, "stable"),
+            "{}",
+            &value[..value.len().min(40)]
+        );
+    }
+    // Invalid UTF-8 in a string-format input (the tier) and in the sticky key.
+    let raw = b"GET / HTTP/1.1\r\nhost: x\r\nx-user-id: \xff\xfe\r\nx-user-config: {}\r\nx-tenant-tier: \xc3\x28\r\nconnection: close\r\n\r\n";
+    let r = get_raw(main, raw);
+    assert_eq!(served_by(&r), "stable");
+    envoy.wait_for_counter(
+        &format!("{STATS_PREFIX}.requests"),
+        hostile.len() as u64 + 1,
+    );
+    assert!(counter(&envoy, "invalid_input") >= 4);
+    // Still healthy afterwards.
+    let ok = get(main, "/", &matching("alice"));
+    assert_eq!(served_by(&ok), "canary");
+    assert_no_vm_failure(&envoy);
+}
+
+#[test]
+fn missing_input_can_count_as_null() {
+    let mut contract = example_contract();
+    contract["on_missing"] = "null".into();
+    contract["lock"]["fields"]["tier"] = digest_of(&Json::Null).to_string().into();
+    contract["lock"].as_object_mut().unwrap().remove("digest");
+    let envoy = start(&contract);
+    let r = get(
+        envoy.addr("main"),
+        "/",
+        &[("x-user-id", "alice"), ("x-user-config", FLAGS)],
+    );
+    assert_eq!(served_by(&r), "canary");
+    assert!(r
+        .header("x-rampart-decision")
+        .unwrap()
+        .starts_with("route=canary reason=match"));
+    let gold = get(envoy.addr("main"), "/", &matching("alice"));
+    assert_eq!(served_by(&gold), "stable", "gold is not the locked null");
+}
+
+#[test]
+fn precomputed_digest_header_is_compared_without_hashing() {
+    let stamped = digest_of(&Json::String("app-config-v7".into())).to_string();
+    let mut contract = example_contract();
+    contract["inputs"] = json!({ "app": { "header": "x-config-digest", "format": "digest" } });
+    contract["lock"] = json!({ "fields": { "app": stamped } });
+    let envoy = start(&contract);
+    let main = envoy.addr("main");
+    let r = get(
+        main,
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-config-digest", stamped.as_str()),
+        ],
+    );
+    assert_eq!(served_by(&r), "canary");
+    let other = digest_of(&Json::String("app-config-v8".into())).to_string();
+    let r = get(
+        main,
+        "/",
+        &[("x-user-id", "alice"), ("x-config-digest", other.as_str())],
+    );
+    assert_eq!(served_by(&r), "stable");
+    assert!(r
+        .header("x-rampart-decision")
+        .unwrap()
+        .contains("reason=drift fields=app"));
+}
+
+#[test]
+fn node_metadata_numbers_and_booleans_decode_as_envoy_encodes_them() {
+    let mut contract = example_contract();
+    contract["inputs"] = json!({
+        "rev": { "property": ["xds", "node", "metadata", "CONFIG_REV"] },
+        "shards": { "property": ["xds", "node", "metadata", "SHARDS"], "format": "double" },
+        "beta": { "property": ["xds", "node", "metadata", "BETA"], "format": "bool" },
+        "node": { "property": ["xds", "node", "id"] },
+    });
+    let spec = rampart::ContractSpec::from_json(&Json::from_value(&contract)).unwrap();
+    let snapshot = Json::parse(
+        br#"{"rev":"r42","shards":12,"beta":true,"node":"rampart-test"}"#,
+        8,
+    )
+    .unwrap();
+    let lock = rampart::snapshot::lock_from_snapshot(&spec, &snapshot).unwrap();
+    contract["lock"] = serde_json::to_value(&lock).unwrap();
+    let envoy = start_with_node(
+        &contract,
+        json!({ "CONFIG_REV": "r42", "SHARDS": 12, "BETA": true }),
+    );
+    let r = get(envoy.addr("main"), "/", &[("x-user-id", "alice")]);
+    assert_eq!(
+        r.header("x-rampart-decision")
+            .unwrap()
+            .split(" contract")
+            .next(),
+        Some("route=canary reason=match bucket=2815")
+    );
+
+    let drifted = start_with_node(
+        &contract,
+        json!({ "CONFIG_REV": "r42", "SHARDS": 13, "BETA": true }),
+    );
+    let r = get(drifted.addr("main"), "/", &[("x-user-id", "alice")]);
+    assert!(r
+        .header("x-rampart-decision")
+        .unwrap()
+        .contains("reason=drift fields=shards"));
+}
+
+#[test]
+fn whole_snapshot_lock_works_without_field_digests() {
+    let mut contract = example_contract();
+    contract["lock"].as_object_mut().unwrap().remove("fields");
+    let envoy = start(&contract);
+    assert_eq!(
+        served_by(&get(envoy.addr("main"), "/", &matching("alice"))),
+        "canary"
+    );
+    let r = get(
+        envoy.addr("main"),
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-user-config", "{}"),
+            ("x-tenant-tier", "gold"),
+        ],
+    );
+    assert_eq!(served_by(&r), "stable");
+    assert!(r
+        .header("x-rampart-decision")
+        .unwrap()
+        .contains("reason=drift fields=*"));
+}
+
+#[test]
+fn paused_contract_sends_everyone_to_stable() {
+    let mut contract = example_contract();
+    contract["paused"] = true.into();
+    let envoy = start(&contract);
+    let r = get(envoy.addr("main"), "/", &matching("alice"));
+    assert_eq!(served_by(&r), "stable");
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.paused"), 1);
+    assert_eq!(counter(&envoy, "paused_flag"), 1);
+}
+
+#[test]
+fn demo_bootstrap_serves_the_example_contract() {
+    let demo = std::fs::read_to_string(repo_root().join("envoy/demo.yaml")).unwrap();
+    // The contract embedded in the demo is examples/contract.json.
+    let start = demo.find("value: |").unwrap();
+    let block = &demo[start + "value: |".len()..];
+    let end = block.find("- name: envoy.filters.http.router").unwrap();
+    let embedded: Value = serde_json::from_str(&block[..end]).unwrap();
+    assert_eq!(embedded, example_contract());
+    // Run it on free ports.
+    let config = demo
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0");
+    let envoy = Envoy::start(&config);
+    let main = envoy.addr("main");
+    let alice = get(main, "/", &matching("alice"));
+    assert_eq!(
+        (alice.status, alice.body.as_str()),
+        (200, "served by canary\n")
+    );
+    let bob = get(main, "/", &matching("bob"));
+    assert_eq!(bob.body, "served by stable\n");
+    let drift = get(
+        main,
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-user-config", FLAGS),
+            ("x-tenant-tier", "silver"),
+            ("x-rampart-route", "canary"),
+        ],
+    );
+    assert_eq!(drift.body, "served by stable\n");
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.requests"), 3);
+    assert!(envoy
+        .get_admin("/stats/prometheus")
+        .contains("rampart_requests{rampart_contract=\"checkout-v2\"} 3"));
+}
+
+#[test]
+fn every_envoy_config_in_the_repo_validates() {
+    let mut checked = 0;
+    for dir in ["envoy", "examples"] {
+        let Ok(entries) = std::fs::read_dir(repo_root().join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let is_yaml = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            if !is_yaml
+                || !std::fs::read_to_string(&path)
+                    .unwrap()
+                    .contains("static_resources")
+            {
+                continue;
+            }
+            validate(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no Envoy config found");
+}
