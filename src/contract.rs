@@ -602,8 +602,16 @@ impl<'a> Fields<'a> {
 /// Where the filter reads a value, resolved once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A request header (lowercase name).
-    Header(String),
+    /// A request header.
+    Header {
+        /// Lowercase header name.
+        name: String,
+        /// The property path `request.headers.<name>` in wire form. Envoy answers it
+        /// with every value of a repeated header joined by `,`, whereas a header-map
+        /// lookup returns only the first: a client repeating a config header must not
+        /// get one copy checked while the upstream reads another.
+        wire: Vec<u8>,
+    },
     /// An Envoy property: the path, and its wire form (segments joined by NUL), kept
     /// so the filter does not serialize the path per request.
     Property {
@@ -614,10 +622,19 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// The property path in `proxy_get_property` wire form (segments joined by NUL).
+    pub fn wire(&self) -> &[u8] {
+        match self {
+            Source::Header { wire, .. } | Source::Property { wire, .. } => wire,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Header(name) => write!(f, "header {name}"),
+            Source::Header { name, .. } => write!(f, "header {name}"),
             Source::Property { path, .. } => write!(f, "property {}", path.join(".")),
         }
     }
@@ -770,7 +787,7 @@ impl Plan {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
             })?;
             let source = compile_source(&at, input.header.as_deref(), input.property.as_deref())?;
-            if matches!(source, Source::Header(_))
+            if matches!(source, Source::Header { .. })
                 && !matches!(input.format, Format::String | Format::Json | Format::Digest)
             {
                 return Err(ContractError::new(
@@ -781,7 +798,7 @@ impl Plan {
                     ),
                 ));
             }
-            if let Source::Header(h) = &source {
+            if let Source::Header { name: h, .. } = &source {
                 if *h == route.header {
                     return Err(ContractError::new(
                         format!("{at}.header"),
@@ -814,7 +831,7 @@ impl Plan {
                 locked,
             });
         }
-        if let Source::Header(h) = &sticky {
+        if let Source::Header { name: h, .. } = &sticky {
             if *h == route.header {
                 return Err(ContractError::new(
                     "ramp.sticky.header",
@@ -888,7 +905,11 @@ fn compile_source(
     match (header, property) {
         (Some(h), None) => {
             check_header_name(&format!("{at}.header"), h)?;
-            Ok(Source::Header(h.to_owned()))
+            let wire = ["request", "headers", h].join("\0").into_bytes();
+            Ok(Source::Header {
+                name: h.to_owned(),
+                wire,
+            })
         }
         (None, Some(path)) => {
             if path.is_empty() || path.iter().any(|s| s.is_empty() || s.contains('\0')) {

@@ -486,7 +486,8 @@ pub struct StaticRequest {
 }
 
 impl StaticRequest {
-    /// Adds a header.
+    /// Adds a header (replacing a previous value: join repeated values with `,` as
+    /// Envoy does).
     pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> StaticRequest {
         self.headers.insert(name.to_ascii_lowercase(), value.into());
         self
@@ -505,7 +506,7 @@ impl Request for StaticRequest {
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
         Ok(match source {
-            Source::Header(name) => self.headers.get(name).cloned(),
+            Source::Header { name, .. } => self.headers.get(name).cloned(),
             Source::Property { path, .. } => self.properties.get(path).cloned(),
         })
     }

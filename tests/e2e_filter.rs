@@ -266,6 +266,29 @@ fn forged_route_header_never_survives() {
 }
 
 #[test]
+fn repeated_config_header_is_drift_whichever_copy_matches() {
+    let envoy = start(&example_contract());
+    let main = envoy.addr("main");
+    // A matching copy first and a drifted one after (an upstream may read either), the
+    // reverse, and two identical copies: never a match.
+    for (first, second) in [
+        (FLAGS, r#"{"checkout_v2":false}"#),
+        (r#"{"checkout_v2":false}"#, FLAGS),
+        (FLAGS, FLAGS),
+    ] {
+        let raw = format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\nx-tenant-tier: gold\r\nx-user-config: {first}\r\nx-user-config: {second}\r\nconnection: close\r\n\r\n"
+        );
+        let r = get_raw(main, raw.as_bytes());
+        assert_eq!(served_by(&r), "stable", "{first} + {second}");
+        assert!(r
+            .header("x-rampart-decision")
+            .unwrap()
+            .contains("reason=drift fields=flags"));
+    }
+}
+
+#[test]
 fn reject_answers_with_the_contract_status_and_names_the_fields() {
     let mut contract = example_contract();
     contract["on_drift"] = "reject".into();

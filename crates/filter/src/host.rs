@@ -20,13 +20,6 @@ const STATUS_NOT_FOUND: u32 = 1;
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -78,29 +71,12 @@ unsafe fn host_bytes(
     }
 }
 
-/// A request header's raw bytes (no UTF-8 assumption).
-pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    // SAFETY: pointers to live locals; the host writes a buffer it allocated via the
-    // module allocator, which `host_bytes` adopts.
-    unsafe {
-        let status = proxy_get_header_map_value(
-            REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            &mut data,
-            &mut size,
-        );
-        host_bytes(status, data, size)
-    }
-}
-
 /// A property by its NUL-joined path.
 pub fn property(wire_path: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
-    // SAFETY: as in `request_header`.
+    // SAFETY: pointers to live locals; the host writes a buffer it allocated via the
+    // module allocator, which `host_bytes` adopts.
     unsafe {
         let status = proxy_get_property(wire_path.as_ptr(), wire_path.len(), &mut data, &mut size);
         host_bytes(status, data, size)

@@ -142,17 +142,15 @@ struct Flow {
 
 impl Context for Flow {}
 
-/// Reads request values through the host.
+/// Reads request values through the host. Headers too are read as properties
+/// (`request.headers.<name>`), so a repeated header arrives with all its values.
 struct HostRequest;
 
 impl Request for HostRequest {
     type Bytes = Vec<u8>;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
-        match source {
-            Source::Header(name) => host::request_header(name),
-            Source::Property { wire, .. } => host::property(wire),
-        }
+        host::property(source.wire())
     }
 }
 
