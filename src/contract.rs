@@ -176,6 +176,17 @@ pub enum OnDrift {
     Observe,
 }
 
+impl OnDrift {
+    /// The name used in the contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Stable => "stable",
+            OnDrift::Reject => "reject",
+            OnDrift::Observe => "observe",
+        }
+    }
+}
+
 /// How a missing input counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]

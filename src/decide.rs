@@ -752,6 +752,57 @@ mod tests {
         assert_eq!(Value::Str("gold").digest(), Digest::of_bytes(b"\"gold\""));
     }
 
+    /// Arbitrary bytes in every format and through the whole decision: an answer,
+    /// never a panic (a panic would trap the filter's VM).
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // JSON-ish bytes make deeper paths likely; the rest are anything.
+        let alphabet = br#"{}[]":,0123456789.eE+-tfnrul\ ab"#;
+        let plan = example_plan();
+        for _ in 0..20_000 {
+            let len = (next() % 48) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            for format in [
+                Format::String,
+                Format::Json,
+                Format::Int,
+                Format::Double,
+                Format::Bool,
+                Format::Digest,
+            ] {
+                if let Ok(value) = decode(format, &bytes, 64, 8) {
+                    let _ = value.digest();
+                }
+            }
+            let mut req = matching("u")
+                .header("x-user-config", bytes.clone())
+                .header("x-user-id", bytes.clone())
+                .property(
+                    &["metadata", "filter_metadata", "tenant", "tier"],
+                    bytes.clone(),
+                );
+            let d = decide(&plan, &mut req);
+            assert!(d.route != Route::Canary || d.reason == Reason::Match);
+            let _ = (d.summary(&plan), d.drift_report(&plan));
+        }
+    }
+
     #[test]
     fn host_errors_are_drift() {
         struct Failing;

@@ -215,11 +215,7 @@ fn check(args: &[String]) -> Outcome {
         plan.inputs.len(),
         plan.percent,
         plan.threshold,
-        match plan.on_drift {
-            rampart::contract::OnDrift::Stable => "stable",
-            rampart::contract::OnDrift::Reject => "reject",
-            rampart::contract::OnDrift::Observe => "observe",
-        }
+        plan.on_drift.as_str()
     );
     Ok(())
 }

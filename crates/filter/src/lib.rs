@@ -26,7 +26,7 @@ const FILTER_STATE_KEY: &str = "rampart.decision";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::new()) });
 }}
 
 /// What every request context of one configuration shares.
@@ -57,8 +57,32 @@ struct SafeMode {
     metrics: SafeModeMetrics,
 }
 
+impl SafeMode {
+    /// Safe mode for a configuration that failed validation: its route header and
+    /// stable value when those are usable, else the defaults.
+    fn new(config: &[u8], metrics: SafeModeMetrics) -> SafeMode {
+        let (route_header, stable_value) = safe_mode_route(config);
+        SafeMode {
+            route_header,
+            stable_value,
+            summary: "route=stable reason=invalid_contract".into(),
+            metrics,
+        }
+    }
+}
+
 struct Root {
-    state: Option<Rc<State>>,
+    state: Rc<State>,
+}
+
+impl Root {
+    /// Before `on_configure` there is no contract: stable, like safe mode. (The SDK
+    /// panics if a root context cannot create a request context, so there always is one.)
+    fn new() -> Root {
+        Root {
+            state: Rc::new(State::SafeMode(SafeMode::new(b"", SafeModeMetrics::none()))),
+        }
+    }
 }
 
 impl Context for Root {}
@@ -82,12 +106,12 @@ impl RootContext for Root {
         let state = match Plan::from_json(&config) {
             Ok(plan) => {
                 log::info!(
-                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {:?}, paused {}",
+                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}",
                     plan.name,
                     plan.inputs.len(),
                     plan.percent,
                     plan.threshold,
-                    plan.on_drift,
+                    plan.on_drift.as_str(),
                     plan.paused
                 );
                 let mut tag = format!(" contract={}", plan.name);
@@ -107,23 +131,16 @@ impl RootContext for Root {
                 // Returning false here could poison the cached VM for later pushes;
                 // safe mode keeps Envoy serving, on stable, and says why loudly.
                 log::error!("rampart: invalid contract, SAFE MODE (all requests to stable): {e}");
-                let (route_header, stable_value) = safe_mode_route(&config);
-                State::SafeMode(SafeMode {
-                    route_header,
-                    stable_value,
-                    summary: "route=stable reason=invalid_contract".into(),
-                    metrics: SafeModeMetrics::define(),
-                })
+                State::SafeMode(SafeMode::new(&config, SafeModeMetrics::define()))
             }
         };
-        self.state = Some(Rc::new(state));
+        self.state = Rc::new(state);
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let state = self.state.clone()?;
         Some(Box::new(Flow {
-            state,
+            state: Rc::clone(&self.state),
             response_note: None,
         }))
     }

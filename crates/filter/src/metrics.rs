@@ -158,6 +158,11 @@ impl SafeModeMetrics {
         }
     }
 
+    /// No metrics, for the moment before any configuration arrived.
+    pub fn none() -> SafeModeMetrics {
+        SafeModeMetrics { requests: None }
+    }
+
     /// Counts one request routed in safe mode.
     pub fn count(&self) {
         bump(self.requests);
