@@ -77,7 +77,7 @@ pub struct RampSpec {
 /// Where a value is read from on a request: a header, or an Envoy property path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct SourceSpec {
-    /// A request header name (lowercase).
+    /// A request header name (case-insensitive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// An Envoy attribute path such as `["metadata","filter_metadata","tenant","tier"]`.
@@ -88,7 +88,7 @@ pub struct SourceSpec {
 /// One input: a source and how its bytes become a JSON value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InputSpec {
-    /// A request header name (lowercase).
+    /// A request header name (case-insensitive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
     /// An Envoy attribute path.
@@ -722,7 +722,7 @@ impl Plan {
             c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
         })?;
         let route = &spec.route;
-        check_header_name("route.header", &route.header)?;
+        let route_header = header_name("route.header", &route.header)?;
         check_header_value("route.canary", &route.canary)?;
         check_header_value("route.stable", &route.stable)?;
         if route.canary == route.stable {
@@ -810,7 +810,7 @@ impl Plan {
                 ));
             }
             if let Source::Header { name: h, .. } = &source {
-                if *h == route.header {
+                if *h == route_header {
                     return Err(ContractError::new(
                         format!("{at}.header"),
                         "is the route header, which the filter overwrites; read config from another header",
@@ -843,7 +843,7 @@ impl Plan {
             });
         }
         if let Source::Header { name: h, .. } = &sticky {
-            if *h == route.header {
+            if *h == route_header {
                 return Err(ContractError::new(
                     "ramp.sticky.header",
                     "is the route header; name the header that identifies a user",
@@ -870,13 +870,14 @@ impl Plan {
                 "must be between 1 and 128",
             ));
         }
-        if let Some(h) = &spec.explain.response_header {
-            check_header_name("explain.response_header", h)?;
-        }
+        let response_header = match &spec.explain.response_header {
+            Some(h) => Some(header_name("explain.response_header", h)?),
+            None => None,
+        };
 
         Ok(Plan {
             name: spec.contract.clone(),
-            route_header: route.header.clone(),
+            route_header,
             canary_value: route.canary.clone(),
             stable_value: route.stable.clone(),
             percent,
@@ -891,7 +892,7 @@ impl Plan {
             reject_status: spec.reject_status,
             paused: spec.paused,
             limits,
-            response_header: spec.explain.response_header.clone(),
+            response_header,
             log_interval_seconds: spec.explain.log_interval_seconds,
             salt: BucketSalt::new(&spec.contract),
         })
@@ -915,12 +916,9 @@ fn compile_source(
 ) -> Result<Source, ContractError> {
     match (header, property) {
         (Some(h), None) => {
-            check_header_name(&format!("{at}.header"), h)?;
-            let wire = ["request", "headers", h].join("\0").into_bytes();
-            Ok(Source::Header {
-                name: h.to_owned(),
-                wire,
-            })
+            let name = header_name(&format!("{at}.header"), h)?;
+            let wire = ["request", "headers", &name].join("\0").into_bytes();
+            Ok(Source::Header { name, wire })
         }
         (None, Some(path)) => {
             if path.is_empty() || path.iter().any(|s| s.is_empty() || s.contains('\0')) {
@@ -964,16 +962,20 @@ fn check_name(
     Ok(())
 }
 
-fn check_header_name(field: &str, name: &str) -> Result<(), ContractError> {
-    let token =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$%&'*+-.^_`|~".contains(c);
+/// A header name in the lowercase form Envoy stores (HTTP names are case-insensitive).
+fn header_name(field: &str, name: &str) -> Result<String, ContractError> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
         return Err(ContractError::new(
             field,
-            format!("{name:?} is not a lowercase HTTP header name"),
+            format!("{name:?} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"),
         ));
     }
-    Ok(())
+    Ok(name.to_ascii_lowercase())
+}
+
+fn check_header_name(field: &str, name: &str) -> Result<(), ContractError> {
+    header_name(field, name).map(drop)
 }
 
 fn check_header_value(field: &str, value: &str) -> Result<(), ContractError> {
@@ -1186,9 +1188,9 @@ mod tests {
             "non-empty",
         );
         rejects(
-            |c| c["inputs"]["tier"] = json!({"header": "X-Tier"}),
+            |c| c["inputs"]["tier"] = json!({"header": "x tier"}),
             "inputs.tier.header",
-            "lowercase",
+            "not an HTTP header name",
         );
         rejects(
             |c| c["inputs"]["tier"] = json!({"header": "x-tier", "format": "int"}),
@@ -1252,8 +1254,26 @@ mod tests {
         rejects(
             |c| c["explain"] = json!({"response_header": "X Bad"}),
             "explain.response_header",
-            "lowercase",
+            "not an HTTP header name",
         );
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let mut c = example();
+        c["inputs"]["flags"]["header"] = json!("X-User-Config");
+        c["ramp"]["sticky"]["header"] = json!("X-User-Id");
+        c["route"]["header"] = json!("X-Rampart-Route");
+        let plan = Plan::from_json(c.to_string().as_bytes()).unwrap();
+        assert_eq!(plan.route_header, "x-rampart-route");
+        assert!(matches!(&plan.sticky, Source::Header { name, .. } if name == "x-user-id"));
+        assert_eq!(
+            plan.inputs[0].source.wire(),
+            b"request\0headers\0x-user-config"
+        );
+        c["inputs"]["flags"]["header"] = json!("X-RAMPART-ROUTE");
+        let err = Plan::from_json(c.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, "inputs.flags.header");
     }
 
     #[test]

@@ -120,7 +120,9 @@ pub fn demo(root: &Path) -> Result<()> {
     let mut envoy = Command::new(&prepared.envoy);
     envoy
         .args(["-c", DEMO_CONFIG, "--disable-hot-restart"])
-        .args(["--concurrency", "2", "--log-level", "info"])
+        // Warnings from Envoy, and Rampart's own log lines (start, contract, drift).
+        .args(["--concurrency", "2", "--log-level", "warn"])
+        .args(["--component-log-level", "wasm:info"])
         // The bootstrap names the filter by a path relative to the repository root.
         .current_dir(root);
     run_in_foreground(&mut envoy)
