@@ -374,7 +374,12 @@ pub fn decide<R: Request>(plan: &Plan, request: &mut R) -> Decision {
             }
         }
         None => Decision {
-            route: plan.unkeyed.into(),
+            // At 0% nobody is on the canary, keyed or not.
+            route: if plan.threshold == 0 {
+                Route::Stable
+            } else {
+                plan.unkeyed.into()
+            },
             reason: if observed { reason } else { Reason::Unkeyed },
             bucket: None,
             observed,
@@ -800,6 +805,34 @@ mod tests {
             let d = decide(&plan, &mut req);
             assert!(d.route != Route::Canary || d.reason == Reason::Match);
             let _ = (d.summary(&plan), d.drift_report(&plan));
+        }
+    }
+
+    #[test]
+    fn unkeyed_side_is_the_contracts_choice_except_at_zero_percent() {
+        let keyless = || matching("x").header("x-user-id", "");
+        let plan = plan_with(|c| c["ramp"]["unkeyed"] = "canary".into());
+        let d = decide(&plan, &mut keyless());
+        assert_eq!(
+            (d.route, d.reason, d.bucket),
+            (Route::Canary, Reason::Unkeyed, None)
+        );
+        let zero = plan_with(|c| {
+            c["ramp"]["unkeyed"] = "canary".into();
+            c["ramp"]["percent"] = 0.into();
+        });
+        assert_eq!(decide(&zero, &mut keyless()).route, Route::Stable);
+        assert_eq!(decide(&example_plan(), &mut keyless()).route, Route::Stable);
+    }
+
+    #[test]
+    fn percent_bounds_put_everyone_on_one_side() {
+        let none = plan_with(|c| c["ramp"]["percent"] = 0.into());
+        let all = plan_with(|c| c["ramp"]["percent"] = 100.into());
+        for i in 0..500 {
+            let user = format!("user-{i}");
+            assert_eq!(decide(&none, &mut matching(&user)).route, Route::Stable);
+            assert_eq!(decide(&all, &mut matching(&user)).route, Route::Canary);
         }
     }
 
