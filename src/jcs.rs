@@ -290,7 +290,7 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    prefer_even_on_tie(value.abs(), &mut digits[..k], exp);
+    prefer_even_on_tie(value.abs(), &mut digits[..k]);
     let digits = &digits[..k];
     // ES6 names the position of the decimal point `n`: value = 0.DIGITS × 10^n.
     let n = exp + 1;
@@ -330,72 +330,64 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
 }
 
 /// ES6 breaks a tie between two equally short, equally close digit strings towards
-/// the even one; Rust's shortest formatting rounds such ties up. A tie needs the exact
-/// value to end in a 5 just past the shortest digits, which only happens at 15 or more
-/// digits, so the exact expansion is computed only then.
-fn prefer_even_on_tie(value: f64, digits: &mut [u8], exp: i32) {
-    use std::fmt::Write as _;
+/// the even one; Rust's shortest formatting rounds such ties up. Found and fixed here
+/// with exact integer arithmetic.
+///
+/// With `value = m × 2^e`, `m` odd: for `e >= 0` the value is an integer whose shortest
+/// form is all of its digits, so no tie exists. For `e < 0` the value is
+/// `m × 5^-e / 10^-e`, and `m × 5^-e` (odd, so without trailing zeros) holds exactly its
+/// significant digits. A tie at `k` digits means those are `k + 1` digits ending in 5;
+/// as `k <= 17` this needs `5^-e < 10^18`, so `-e <= 25` and everything fits a `u128`.
+/// Both candidates lie at the same distance on either side of the value, inside a
+/// rounding interval that is symmetric unless `m == 1` (a power of two, left alone),
+/// so the even one round-trips whenever the odd one does.
+fn prefer_even_on_tie(value: f64, digits: &mut [u8]) {
     let k = digits.len();
     let Some(&last) = digits.last() else { return };
-    if k < 15 || (last - b'0') % 2 == 0 {
+    if (last - b'0') % 2 == 0 || k > 17 {
         return;
     }
-    // 767 digits after the point hold any double's exact expansion.
-    let mut exact = StackText::<800>::new();
-    if write!(exact, "{value:.767e}").is_err() {
-        return;
-    }
-    let exact = exact.bytes();
-    let Some(e_pos) = exact.iter().position(|&c| c == b'e') else {
-        return;
-    };
-    let exact_exp: Option<i32> = std::str::from_utf8(&exact[e_pos + 1..])
-        .ok()
-        .and_then(|t| t.parse().ok());
-    if exact_exp != Some(exp) {
-        return;
-    }
-    let exact_digits = exact[..e_pos].iter().filter(|c| c.is_ascii_digit());
-    let mut tail = exact_digits.skip(k);
-    let is_tie = tail.next() == Some(&b'5') && tail.all(|&c| c == b'0');
-    if !is_tie {
-        return;
-    }
-    // The two candidates are the truncation T and T+1 (one unit in the last place);
-    // Rust chose the odd one, so the even one is its neighbour below when Rust
-    // rounded up (T+1) and above when Rust truncated (T).
-    let truncated_last = exact[..e_pos]
-        .iter()
-        .filter(|c| c.is_ascii_digit())
-        .nth(k - 1)
-        .copied();
-    let even = if truncated_last == Some(last) {
-        // A T ending in 9 cannot be chosen when T+1 round-trips: T+1 would be shorter.
-        if last == b'9' {
-            return;
-        }
-        last + 1
+    let bits = value.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (mut m, mut e) = if biased == 0 {
+        (fraction, -1074)
     } else {
-        last - 1
+        (fraction | (1 << 52), biased - 1075)
     };
-    digits[k - 1] = even;
-    if !round_trips(digits, exp, value) {
-        digits[k - 1] = last;
+    if m == 0 {
+        return;
     }
-}
-
-/// Whether `0.DIGITS × 10^(exp+1)` parses back to `value`.
-fn round_trips(digits: &[u8], exp: i32, value: f64) -> bool {
-    use std::fmt::Write as _;
-    let mut text = StackText::<48>::new();
-    let Ok(d) = std::str::from_utf8(digits) else {
-        return false;
+    let zeros = m.trailing_zeros();
+    m >>= zeros;
+    e += zeros as i32;
+    if e >= 0 || e < -25 || m == 1 {
+        return;
+    }
+    let exact = u128::from(m) * 5u128.pow(e.unsigned_abs());
+    let low = 10u128.pow(k as u32);
+    if exact < low || exact >= low * 10 {
+        return;
+    }
+    let truncated = exact / 10;
+    let shown = digits
+        .iter()
+        .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
+    if shown != truncated && shown != truncated + 1 {
+        return;
+    }
+    let mut even = if truncated % 2 == 0 {
+        truncated
+    } else {
+        truncated + 1
     };
-    if write!(text, "{d}e{}", exp - digits.len() as i32 + 1).is_err() {
-        return false;
+    if even >= low {
+        return;
     }
-    // serde_json's parser rather than `str::parse`: one float parser in the module.
-    serde_json::from_slice::<f64>(text.bytes()).ok() == Some(value)
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (even % 10) as u8;
+        even /= 10;
+    }
 }
 
 impl<'de> Deserialize<'de> for Json {
