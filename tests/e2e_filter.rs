@@ -244,6 +244,39 @@ fn counters_add_up_to_the_requests_sent() {
 }
 
 #[test]
+fn two_workers_share_counters_and_decide_alike() {
+    let bootstrap = Bootstrap::new()
+        .pre_filter(tenant_metadata_filter())
+        .plugin_config(&example_contract().to_string())
+        .build();
+    let envoy = Envoy::start_with(&bootstrap, &["--concurrency", "2"], None);
+    let main = envoy.addr("main");
+    // Four clients on their own connections, spread over both workers.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut client = Client::new(main);
+                let mut canary = 0u64;
+                for i in 0..100 {
+                    let user = format!("w{t}-{i}");
+                    let side = served_by(&client.get("/", &matching(&user))).to_owned();
+                    let expected = rampart::bucket::bucket("checkout-v2", user.as_bytes()) < 3000;
+                    assert_eq!(side == "canary", expected, "{user}");
+                    canary += u64::from(expected);
+                }
+                canary
+            })
+        })
+        .collect();
+    let canary: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.requests"), 400);
+    assert_eq!(counter(&envoy, "canary"), canary);
+    assert_eq!(counter(&envoy, "stable"), 400 - canary);
+    assert!(envoy.counter("wasm.wasm_vm_count") >= 3, "a VM per worker");
+    assert_no_vm_failure(&envoy);
+}
+
+#[test]
 fn forged_route_header_never_survives() {
     let envoy = start(&example_contract());
     let main = envoy.addr("main");
@@ -578,6 +611,52 @@ fn node_metadata_numbers_and_booleans_decode_as_envoy_encodes_them() {
         .header("x-rampart-decision")
         .unwrap()
         .contains("reason=drift fields=shards"));
+}
+
+#[test]
+fn sticky_key_can_come_from_dynamic_metadata() {
+    let mut contract = example_contract();
+    contract["ramp"]["sticky"] =
+        json!({ "property": ["metadata", "filter_metadata", "auth", "sub"] });
+    // As an authenticating filter would: the subject into dynamic metadata.
+    let subject_filter = json!({
+        "name": "envoy.filters.http.header_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
+            "request_rules": [{
+                "header": "x-authenticated-sub",
+                "on_header_present": { "metadata_namespace": "auth", "key": "sub", "type": "STRING" },
+                "remove": true,
+            }],
+        },
+    });
+    let envoy = Envoy::start(
+        &Bootstrap::new()
+            .pre_filter(tenant_metadata_filter())
+            .pre_filter(subject_filter)
+            .plugin_config(&contract.to_string())
+            .build(),
+    );
+    let main = envoy.addr("main");
+    for (sub, side) in [("alice", "canary"), ("bob", "stable")] {
+        let r = get(
+            main,
+            "/",
+            &[
+                ("x-authenticated-sub", sub),
+                ("x-user-config", FLAGS),
+                ("x-tenant-tier", "gold"),
+            ],
+        );
+        assert_eq!(served_by(&r), side, "{sub}");
+    }
+    // The x-user-id header no longer counts: without the metadata the request is unkeyed.
+    let r = get(main, "/", &matching("alice"));
+    assert_eq!(served_by(&r), "stable");
+    assert!(r
+        .header("x-rampart-decision")
+        .unwrap()
+        .starts_with("route=stable reason=unkeyed"));
 }
 
 #[test]
