@@ -52,13 +52,18 @@ fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.counter(&format!("{STATS_PREFIX}.{name}"))
 }
 
-/// A request whose config matches the example lock, for `user`.
-fn matching(user: &str) -> Vec<(&str, &str)> {
+/// Headers carrying a sticky key, the flags header and the tenant tier.
+fn carrying<'a>(user: &'a str, flags: &'a str, tier: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("x-user-id", user),
-        ("x-user-config", FLAGS),
-        ("x-tenant-tier", "gold"),
+        ("x-user-config", flags),
+        ("x-tenant-tier", tier),
     ]
+}
+
+/// A request whose config matches the example lock, for `user`.
+fn matching(user: &str) -> Vec<(&str, &str)> {
+    carrying(user, FLAGS, "gold")
 }
 
 fn served_by(r: &Response) -> &str {
@@ -203,14 +208,7 @@ fn counters_add_up_to_the_requests_sent() {
         sent += 1;
     }
     for _ in 0..7 {
-        client.get(
-            "/",
-            &[
-                ("x-user-id", "alice"),
-                ("x-user-config", "{}"),
-                ("x-tenant-tier", "gold"),
-            ],
-        );
+        client.get("/", &carrying("alice", "{}", "gold"));
         sent += 1;
     }
     for _ in 0..5 {
@@ -329,15 +327,7 @@ fn reject_answers_with_the_contract_status_and_names_the_fields() {
     let envoy = start(&contract);
     let main = envoy.addr("main");
 
-    let r = get(
-        main,
-        "/",
-        &[
-            ("x-user-id", "alice"),
-            ("x-user-config", "[]"),
-            ("x-tenant-tier", "bronze"),
-        ],
-    );
+    let r = get(main, "/", &carrying("alice", "[]", "bronze"));
     assert_eq!(r.status, 409);
     assert_eq!(r.header("x-served-by"), None, "never reached an upstream");
     let body: Value = serde_json::from_str(&r.body).unwrap();
@@ -367,15 +357,7 @@ fn observe_routes_drift_by_bucket_and_only_counts_it() {
     let mut contract = example_contract();
     contract["on_drift"] = "observe".into();
     let envoy = start(&contract);
-    let r = get(
-        envoy.addr("main"),
-        "/",
-        &[
-            ("x-user-id", "alice"),
-            ("x-user-config", "{}"),
-            ("x-tenant-tier", "gold"),
-        ],
-    );
+    let r = get(envoy.addr("main"), "/", &carrying("alice", "{}", "gold"));
     assert_eq!(served_by(&r), "canary", "alice's bucket is on the canary");
     assert_eq!(r.header("x-rampart-decision").unwrap(), "route=canary reason=drift fields=flags bucket=2815 observed=true contract=checkout-v2 lock=sha256:57e6117d105a");
     envoy.wait_for_counter(&format!("{STATS_PREFIX}.observed"), 1);
@@ -428,15 +410,7 @@ fn decision_is_in_filter_state_for_access_logs() {
     let envoy = start(&example_contract());
     let main = envoy.addr("main");
     get(main, "/", &matching("alice"));
-    get(
-        main,
-        "/",
-        &[
-            ("x-user-id", "bob"),
-            ("x-user-config", FLAGS),
-            ("x-tenant-tier", "silver"),
-        ],
-    );
+    get(main, "/", &carrying("bob", FLAGS, "silver"));
     let lines = envoy.wait_for_access_log(2);
     assert_eq!(lines[0], "200 canary route=canary reason=match bucket=2815 contract=checkout-v2 lock=sha256:57e6117d105a");
     assert_eq!(lines[1], "200 stable route=stable reason=drift fields=tier contract=checkout-v2 lock=sha256:57e6117d105a");
@@ -448,15 +422,7 @@ fn drift_log_names_fields_and_digests_never_values_and_is_rate_limited() {
     let main = envoy.addr("main");
     let secret = "tenant-secret-tier-value";
     for _ in 0..5 {
-        get(
-            main,
-            "/",
-            &[
-                ("x-user-id", "alice"),
-                ("x-user-config", FLAGS),
-                ("x-tenant-tier", secret),
-            ],
-        );
+        get(main, "/", &carrying("alice", FLAGS, secret));
     }
     let log = envoy.wait_for_log("config drift");
     let observed = digest_of(&Json::String(secret.into())).to_string();
@@ -490,15 +456,7 @@ fn hostile_inputs_are_drift_and_never_trap_the_vm() {
         "\"\"",
     ];
     for value in hostile {
-        let r = get(
-            main,
-            "/",
-            &[
-                ("x-user-id", "alice"),
-                ("x-user-config", value),
-                ("x-tenant-tier", "gold"),
-            ],
-        );
+        let r = get(main, "/", &carrying("alice", value, "gold"));
         assert_eq!(
             (r.status, served_by(&r)),
             (200, "stable"),
@@ -668,15 +626,7 @@ fn whole_snapshot_lock_works_without_field_digests() {
         served_by(&get(envoy.addr("main"), "/", &matching("alice"))),
         "canary"
     );
-    let r = get(
-        envoy.addr("main"),
-        "/",
-        &[
-            ("x-user-id", "alice"),
-            ("x-user-config", "{}"),
-            ("x-tenant-tier", "gold"),
-        ],
-    );
+    let r = get(envoy.addr("main"), "/", &carrying("alice", "{}", "gold"));
     assert_eq!(served_by(&r), "stable");
     assert!(r
         .header("x-rampart-decision")
