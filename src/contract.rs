@@ -451,11 +451,6 @@ impl ContractSpec {
     pub fn compile(&self) -> Result<Plan, ContractError> {
         Plan::compile(self)
     }
-
-    /// Input names in canonical (snapshot) order.
-    pub fn input_names(&self) -> impl Iterator<Item = &str> {
-        self.inputs.keys().map(String::as_str)
-    }
 }
 
 /// An object being read, with its path for error messages.

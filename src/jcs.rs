@@ -361,7 +361,7 @@ fn prefer_even_on_tie(value: f64, digits: &mut [u8]) {
     let zeros = m.trailing_zeros();
     m >>= zeros;
     e += zeros as i32;
-    if e >= 0 || e < -25 || m == 1 {
+    if !(-25..0).contains(&e) || m == 1 {
         return;
     }
     let exact = u128::from(m) * 5u128.pow(e.unsigned_abs());
