@@ -263,6 +263,12 @@ impl Decision {
     /// `route=stable reason=drift fields=flags,tier bucket=421`.
     pub fn summary(&self, plan: &Plan) -> String {
         let mut out = String::with_capacity(64);
+        self.write_summary(plan, &mut out);
+        out
+    }
+
+    /// Appends [`Decision::summary`] to `out` (so a caller can size the buffer once).
+    pub fn write_summary(&self, plan: &Plan, out: &mut String) {
         // Writing to a String cannot fail.
         let _ = write!(
             out,
@@ -285,7 +291,6 @@ impl Decision {
         if self.observed {
             out.push_str(" observed=true");
         }
-        out
     }
 
     /// The fields that did not match, with digests and never raw values:

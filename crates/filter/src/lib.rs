@@ -43,6 +43,9 @@ struct Active {
     metrics: Metrics,
     /// ` contract=NAME lock=sha256:…`, appended to every summary.
     tag: String,
+    /// `{"error":"config drift","contract":"NAME","reason":"`: the fixed start of a
+    /// reject body.
+    reject_body_start: String,
     /// Earliest time (ns) the next drift log line may be written on this worker.
     next_log_ns: Cell<u64>,
     /// Drifted requests not logged since the last line.
@@ -121,6 +124,10 @@ impl RootContext for Root {
                 }
                 State::Active(Active {
                     metrics: Metrics::define(&plan),
+                    reject_body_start: format!(
+                        "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
+                        plan.name
+                    ),
                     plan,
                     tag,
                     next_log_ns: Cell::new(0),
@@ -205,7 +212,8 @@ impl Flow {
         if !decision.issues.is_empty() {
             active.log_drift(&decision);
         }
-        let mut summary = decision.summary(plan);
+        let mut summary = String::with_capacity(96 + active.tag.len());
+        decision.write_summary(plan, &mut summary);
         summary.push_str(&active.tag);
         let _ = host::set_filter_state(FILTER_STATE_KEY, summary.as_bytes());
 
@@ -230,11 +238,10 @@ impl Flow {
 
     fn reject(&mut self, active: &Active, decision: &Decision, summary: String) -> Action {
         let plan = &active.plan;
-        let mut body = format!(
-            "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"{}\",\"fields\":[",
-            plan.name,
-            decision.reason.as_str()
-        );
+        let mut body = String::with_capacity(active.reject_body_start.len() + 64);
+        body.push_str(&active.reject_body_start);
+        body.push_str(decision.reason.as_str());
+        body.push_str("\",\"fields\":[");
         for (i, name) in decision.field_names(plan).enumerate() {
             if i > 0 {
                 body.push(',');
