@@ -637,15 +637,6 @@ impl Source {
     }
 }
 
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Header { name, .. } => write!(f, "header {name}"),
-            Source::Property { path, .. } => write!(f, "property {}", path.join(".")),
-        }
-    }
-}
-
 /// One compiled input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
@@ -1198,6 +1189,11 @@ mod tests {
             "route header",
         );
         rejects(|c| c["inputs"] = json!({}), "inputs", "at least one input");
+        rejects(
+            |c| c["ramp"]["sticky"] = json!({"header": "x-rampart-route"}),
+            "ramp.sticky.header",
+            "is the route header",
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! An invalid contract never reaches this code: the filter's safe mode routes stable.
 
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
 use crate::contract::{Compare, Format, Input, OnDrift, OnMissing, Plan, Side, Source};
 use crate::digest::{Digest, Hasher};
@@ -90,12 +90,10 @@ impl Value<'_> {
 
     /// The field digest: SHA-256 of the canonical form, or the precomputed digest.
     pub fn digest(&self) -> Digest {
-        if let Value::Digest(d) = self {
-            return *d;
+        match self {
+            Value::Digest(d) => *d,
+            value => Digest::of_canonical(|h| value.write_canonical(h)),
         }
-        let mut h = Hasher::new();
-        self.write_canonical(&mut h);
-        h.finish()
     }
 }
 
@@ -181,7 +179,7 @@ pub enum Reason {
     Paused,
     /// Config matched, but the request had no sticky key.
     Unkeyed,
-    /// The contract was invalid: safe mode (set by the filter, never by [`decide`]).
+    /// The contract was invalid: safe mode (the filter's, never returned by [`decide`]).
     InvalidContract,
 }
 
@@ -238,17 +236,6 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The decision of safe mode: everything to stable.
-    pub fn safe_mode() -> Decision {
-        Decision {
-            route: Route::Stable,
-            reason: Reason::InvalidContract,
-            bucket: None,
-            observed: false,
-            issues: Vec::new(),
-        }
-    }
-
     /// Names of inputs with an issue, in canonical order (`*` for the whole snapshot).
     pub fn field_names<'a>(&'a self, plan: &'a Plan) -> impl Iterator<Item = &'a str> + 'a {
         self.issues
@@ -318,12 +305,6 @@ impl Decision {
             };
         }
         out
-    }
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -403,8 +384,8 @@ fn sticky_bucket<R: Request>(plan: &Plan, request: &mut R) -> Option<u16> {
     Some(plan.salt.bucket(key))
 }
 
-/// Reads and decodes one input; `Ok(None)` means missing.
-fn observe<'b>(
+/// Decodes what was read for one input; `Ok(None)` means missing.
+fn read_value<'b>(
     plan: &Plan,
     input: &Input,
     bytes: &'b Result<Option<impl AsRef<[u8]>>, HostError>,
@@ -429,7 +410,7 @@ fn compare_fields<R: Request>(plan: &Plan, request: &mut R) -> Vec<FieldIssue> {
     let mut issues = Vec::new();
     for (ix, input) in plan.inputs.iter().enumerate() {
         let bytes = request.read(&input.source);
-        let issue = match observe(plan, input, &bytes) {
+        let issue = match read_value(plan, input, &bytes) {
             Ok(Some(value)) => {
                 let observed = value.digest();
                 if Some(observed) == input.locked {
@@ -454,7 +435,7 @@ fn compare_snapshot<R: Request>(plan: &Plan, locked: Digest, request: &mut R) ->
     h.put(b"{");
     for (ix, input) in plan.inputs.iter().enumerate() {
         let bytes = request.read(&input.source);
-        match observe(plan, input, &bytes) {
+        match read_value(plan, input, &bytes) {
             Ok(Some(value)) => {
                 if ix > 0 {
                     h.put(b",");

@@ -47,6 +47,13 @@ impl Digest {
         Ok(Digest(out))
     }
 
+    /// The digest of canonical JSON that `write` streams into the hash.
+    pub fn of_canonical(write: impl FnOnce(&mut Hasher)) -> Digest {
+        let mut h = Hasher::new();
+        write(&mut h);
+        h.finish()
+    }
+
     /// The first `n` hex digits after the prefix, for short log and header labels.
     pub fn short(&self, n: usize) -> String {
         let mut text = self.to_string();

@@ -79,30 +79,6 @@ impl Json {
         serde_json::from_slice(bytes).map_err(|e| JsonError::Invalid(e.to_string()))
     }
 
-    /// Converts a `serde_json` value (already parsed elsewhere) to canonical order.
-    ///
-    /// `serde_json` keeps the last of duplicate keys, so this cannot detect them; use
-    /// [`Json::parse`] on untrusted text.
-    pub fn from_value(value: &serde_json::Value) -> Json {
-        match value {
-            serde_json::Value::Null => Json::Null,
-            serde_json::Value::Bool(b) => Json::Bool(*b),
-            serde_json::Value::Number(n) => Json::Number(n.as_f64().unwrap_or(f64::NAN)),
-            serde_json::Value::String(s) => Json::String(s.clone()),
-            serde_json::Value::Array(items) => {
-                Json::Array(items.iter().map(Json::from_value).collect())
-            }
-            serde_json::Value::Object(map) => {
-                let mut members: Vec<(String, Json)> = map
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Json::from_value(v)))
-                    .collect();
-                members.sort_unstable_by(|a, b| utf16_cmp(&a.0, &b.0));
-                Json::Object(members)
-            }
-        }
-    }
-
     /// Writes the canonical form into `sink`.
     pub fn write_canonical<S: Sink>(&self, sink: &mut S) {
         match self {
@@ -458,11 +434,6 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-/// Canonical bytes of JSON text: parse (strictly) then serialize.
-pub fn canonicalize(bytes: &[u8], max_depth: usize) -> Result<Vec<u8>, JsonError> {
-    Json::parse(bytes, max_depth).map(|json| json.to_canonical())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,7 +627,9 @@ mod tests {
             let input = std::fs::read(&path).unwrap();
             let expected =
                 std::fs::read(dir.join("output").join(path.file_name().unwrap())).unwrap();
-            let got = canonicalize(&input, DEFAULT_MAX_DEPTH).unwrap();
+            let got = Json::parse(&input, DEFAULT_MAX_DEPTH)
+                .unwrap()
+                .to_canonical();
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&expected),

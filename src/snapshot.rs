@@ -3,14 +3,12 @@
 use std::collections::BTreeMap;
 
 use crate::contract::{ContractError, ContractSpec, Format, LockSpec, OnMissing};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::jcs::Json;
 
 /// Digest of a JSON value: `sha256:` + hex(SHA-256(JCS(value))).
 pub fn digest_of(json: &Json) -> Digest {
-    let mut h = Hasher::new();
-    json.write_canonical(&mut h);
-    h.finish()
+    Digest::of_canonical(|h| json.write_canonical(h))
 }
 
 /// The lock for `snapshot` under `spec`: whole-snapshot digest and one digest per field.

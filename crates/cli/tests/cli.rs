@@ -26,6 +26,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
+/// The example contract, for tests that write variants of it.
+fn example_contract() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(root().join("examples/contract.json")).unwrap()).unwrap()
+}
+
+/// The command exited 1 (invalid input) and its error names what `needle` says.
+fn assert_invalid(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rampart-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,19 +114,12 @@ fn check_accepts_the_example_and_names_the_bad_field() {
     assert!(stdout(&ok).starts_with("ok: contract checkout-v2"));
 
     let dir = scratch("check");
-    let mut contract: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root().join("examples/contract.json")).unwrap())
-            .unwrap();
+    let mut contract = example_contract();
     contract["ramp"]["percent"] = 120.into();
     let bad = dir.join("bad.json");
     std::fs::write(&bad, contract.to_string()).unwrap();
     let out = rampart(&["check", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("ramp.percent: must be between 0 and 100, got 120"),
-        "{}",
-        stderr(&out)
-    );
+    assert_invalid(&out, "ramp.percent: must be between 0 and 100, got 120");
 
     let other_snapshot = dir.join("snap.json");
     std::fs::write(&other_snapshot, r#"{"flags":{},"tier":"gold","rev":"r42"}"#).unwrap();
@@ -125,20 +129,13 @@ fn check_accepts_the_example_and_names_the_bad_field() {
         "--snapshot",
         other_snapshot.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("differs at: lock.digest lock.fields.flags"),
-        "{}",
-        stderr(&out)
-    );
+    assert_invalid(&out, "differs at: lock.digest lock.fields.flags");
 }
 
 #[test]
 fn lock_fills_the_lock_from_a_snapshot_and_writes_atomically() {
     let dir = scratch("lock");
-    let mut contract: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root().join("examples/contract.json")).unwrap())
-            .unwrap();
+    let mut contract = example_contract();
     let expected_lock = contract["lock"].clone();
     contract.as_object_mut().unwrap().remove("lock");
     let unlocked = dir.join("unlocked.json");
@@ -175,12 +172,7 @@ fn lock_fills_the_lock_from_a_snapshot_and_writes_atomically() {
         "--snapshot",
         bad_snapshot.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("snapshot.rev: missing"),
-        "{}",
-        stderr(&out)
-    );
+    assert_invalid(&out, "snapshot.rev: missing");
 }
 
 #[test]

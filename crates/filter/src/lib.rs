@@ -15,7 +15,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use rampart::contract::safe_mode_route;
-use rampart::decide::{decide, Decision, HostError, Request, Route};
+use rampart::decide::{decide, Decision, HostError, Reason, Request, Route};
 use rampart::{Plan, Source};
 
 use metrics::{Metrics, SafeModeMetrics};
@@ -68,7 +68,7 @@ impl SafeMode {
         SafeMode {
             route_header,
             stable_value,
-            summary: "route=stable reason=invalid_contract".into(),
+            summary: format!("route=stable reason={}", Reason::InvalidContract.as_str()),
             metrics,
         }
     }
