@@ -8,6 +8,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// ECDS publishing: used by the ramp commands and `render`.
+#[allow(dead_code)]
+mod ecds;
+
 use rampart::bucket::{is_canary, BUCKETS};
 use rampart::contract::{Compare, ContractSpec};
 use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
