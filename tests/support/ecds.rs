@@ -160,3 +160,20 @@ pub fn wait_for_update(envoy: &Envoy, n: u64) {
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     super::poll(what, || if check() { Ok(()) } else { Err(String::new()) });
 }
+
+/// The `rampart` command the tests drive: `RAMPART_CLI` (set by `cargo xtask test`),
+/// else the debug build in cargo's target directory.
+pub fn rampart_cli() -> PathBuf {
+    if let Some(path) = std::env::var_os("RAMPART_CLI") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| super::repo_root().join("target"), PathBuf::from);
+    let path = target.join("debug").join("rampart");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p rampart-cli` or set RAMPART_CLI",
+        path.display()
+    );
+    path
+}
