@@ -664,8 +664,11 @@ fn demo_bootstrap_serves_the_example_contract() {
     config["vm_config"]["code"]["local"]["filename"] =
         Value::String(support::wasm_path().to_string_lossy().into_owned());
     let cwd = support::TempDir::new("demo");
-    std::fs::create_dir_all(cwd.path().join("target/demo")).unwrap();
-    cwd.write("target/demo/rampart.ecds.json", &initial.to_string());
+    std::fs::create_dir_all(cwd.path().join("target/rampart-demo")).unwrap();
+    cwd.write(
+        "target/rampart-demo/rampart.ecds.json",
+        &initial.to_string(),
+    );
     let config = demo
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 9901", "port_value: 0");
@@ -698,7 +701,7 @@ fn demo_bootstrap_serves_the_example_contract() {
 #[test]
 fn every_envoy_config_in_the_repo_validates() {
     // Envoy checks that the demo's watched ECDS file exists; `cargo xtask demo` writes it.
-    let demo_ecds = repo_root().join("target/demo/rampart.ecds.json");
+    let demo_ecds = repo_root().join("target/rampart-demo/rampart.ecds.json");
     if !demo_ecds.exists() {
         std::fs::create_dir_all(demo_ecds.parent().unwrap()).unwrap();
         std::fs::copy(repo_root().join("envoy/demo.ecds.json"), &demo_ecds).unwrap();

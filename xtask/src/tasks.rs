@@ -5,6 +5,7 @@ use std::process::Command;
 
 use crate::envoy;
 use crate::process::{self, cargo};
+use crate::prometheus;
 use crate::{Error, Result};
 
 /// The target the Envoy filter is compiled for.
@@ -23,7 +24,7 @@ const DEMO_CONFIG: &str = "envoy/demo.yaml";
 /// The demo's first ECDS resource (examples/contract.json) and the watched file the
 /// demo's Envoy reads it from, where `rampart ramp` commands publish later steps.
 const DEMO_ECDS_INITIAL: &str = "envoy/demo.ecds.json";
-const DEMO_ECDS_FILE: &str = "target/demo/rampart.ecds.json";
+const DEMO_ECDS_FILE: &str = "target/rampart-demo/rampart.ecds.json";
 
 /// Tools and artifacts ready for running the tests or the demo.
 struct Prepared {
@@ -67,6 +68,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     // End-to-end tests of the root package drive the `rampart` command itself.
     let cli = build_cli(root)?;
     println!("test: RAMPART_CLI={}", cli.display());
+    let prometheus = prometheus::ensure()?;
     process::run(
         cargo()
             .args(["test", "--workspace"])
@@ -76,6 +78,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
             .env("RAMPART_CLI", &cli)
+            .env("RAMPART_PROMETHEUS", &prometheus)
             .current_dir(root),
     )
 }
