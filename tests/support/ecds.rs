@@ -128,8 +128,21 @@ impl EcdsEnvoy {
     /// Starts Envoy from `bootstrap` (without `plugin_config`) with `contract` as the
     /// first ECDS version; `extra_args` as for [`Envoy::start_with`].
     pub fn start(bootstrap: &Bootstrap, contract: &str, extra_args: &[&str]) -> Self {
+        Self::start_with(bootstrap, contract, extra_args, |_| {})
+    }
+
+    /// As [`EcdsEnvoy::start`], letting `adjust` change the bootstrap JSON first
+    /// (e.g. add `stats_config`).
+    pub fn start_with(
+        bootstrap: &Bootstrap,
+        contract: &str,
+        extra_args: &[&str],
+        adjust: impl FnOnce(&mut Value),
+    ) -> Self {
         let file = EcdsFile::new(contract);
-        let envoy = Envoy::start_with(&file.bootstrap(bootstrap), extra_args, None);
+        let mut value = file.bootstrap_value(bootstrap);
+        adjust(&mut value);
+        let envoy = Envoy::start_with(&value.to_string(), extra_args, None);
         wait_for_update(&envoy, 1);
         Self { envoy, file }
     }
