@@ -177,6 +177,8 @@ pub enum Reason {
     Missing,
     /// The contract is paused.
     Paused,
+    /// The data-plane drift pause tripped: too many requests drifted over its window.
+    DriftPaused,
     /// Config matched, but the request had no sticky key.
     Unkeyed,
     /// The contract was invalid: safe mode (the filter's, never returned by [`decide`]).
@@ -191,6 +193,7 @@ impl Reason {
             Reason::Drift => "drift",
             Reason::Missing => "missing",
             Reason::Paused => "paused",
+            Reason::DriftPaused => "drift_paused",
             Reason::Unkeyed => "unkeyed",
             Reason::InvalidContract => "invalid_contract",
         }
@@ -310,10 +313,23 @@ impl Decision {
 
 /// Decides for one request.
 pub fn decide<R: Request>(plan: &Plan, request: &mut R) -> Decision {
-    if plan.paused {
+    decide_with_pause(plan, false, request)
+}
+
+/// Decides for one request while the data-plane drift pause (`drift_paused`, kept by
+/// the caller, see [`crate::drift_pause`]) may hold: after `paused`, before the inputs.
+pub fn decide_with_pause<R: Request>(plan: &Plan, drift_paused: bool, request: &mut R) -> Decision {
+    let paused = if plan.paused {
+        Some(Reason::Paused)
+    } else if drift_paused {
+        Some(Reason::DriftPaused)
+    } else {
+        None
+    };
+    if let Some(reason) = paused {
         return Decision {
             route: Route::Stable,
-            reason: Reason::Paused,
+            reason,
             bucket: None,
             observed: false,
             issues: Vec::new(),
@@ -596,6 +612,23 @@ mod tests {
         );
         assert_eq!((d.route, d.reason), (Route::Stable, Reason::Paused));
         assert!(d.issues.is_empty());
+    }
+
+    #[test]
+    fn drift_pause_sends_everyone_to_stable_after_a_static_pause() {
+        let d = decide_with_pause(&example_plan(), true, &mut matching("alice"));
+        assert_eq!((d.route, d.reason), (Route::Stable, Reason::DriftPaused));
+        assert_eq!(
+            d.summary(&example_plan()),
+            "route=stable reason=drift_paused"
+        );
+        let both = plan_with(|c| c["paused"] = J::Bool(true));
+        assert_eq!(
+            decide_with_pause(&both, true, &mut matching("alice")).reason,
+            Reason::Paused
+        );
+        let d = decide_with_pause(&example_plan(), false, &mut matching("alice"));
+        assert_eq!((d.route, d.reason), (Route::Canary, Reason::Match));
     }
 
     #[test]

@@ -10,10 +10,11 @@ pub mod bucket;
 pub mod contract;
 pub mod decide;
 pub mod digest;
+pub mod drift_pause;
 pub mod jcs;
 pub mod snapshot;
 
 pub use contract::{ContractError, ContractSpec, Plan, Side, Source};
-pub use decide::{decide, Decision, Reason, Request, Route, StaticRequest};
+pub use decide::{decide, decide_with_pause, Decision, Reason, Request, Route, StaticRequest};
 pub use digest::Digest;
 pub use jcs::Json;

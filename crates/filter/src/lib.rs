@@ -15,8 +15,11 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use rampart::contract::safe_mode_route;
-use rampart::decide::{decide, Decision, HostError, Reason, Request, Route};
+use rampart::decide::{decide_with_pause, Decision, HostError, Reason, Request, Route};
+use rampart::drift_pause::{ratio_limit_text, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
+
+use host::HostStore;
 
 use metrics::{Metrics, SafeModeMetrics};
 
@@ -50,6 +53,10 @@ struct Active {
     next_log_ns: Cell<u64>,
     /// Drifted requests not logged since the last line.
     suppressed: Cell<u64>,
+    /// The data-plane drift pause, when the contract has one.
+    drift_pause: Option<DriftPause>,
+    /// A shared-data error was logged already (once per configuration and VM).
+    store_error_logged: Cell<bool>,
 }
 
 /// Safe mode: route everything to stable.
@@ -108,22 +115,38 @@ impl RootContext for Root {
                 .unwrap_or_default();
         let state = match Plan::from_json(&config) {
             Ok(plan) => {
+                let drift_pause = match &plan.drift_pause {
+                    Some(p) => format!(
+                        "ratio > {} of >= {} requests in {}s",
+                        ratio_limit_text(p.max_ratio),
+                        p.min_requests,
+                        p.window_seconds
+                    ),
+                    None => "off".to_owned(),
+                };
                 log::info!(
-                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}",
+                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}, lock {}, drift_pause {}",
                     plan.name,
                     plan.inputs.len(),
                     plan.percent,
                     plan.threshold,
                     plan.on_drift.as_str(),
-                    plan.paused
+                    plan.paused,
+                    plan.lock_id.short(12),
+                    drift_pause
                 );
                 let mut tag = format!(" contract={}", plan.name);
                 if let Some(d) = plan.lock_digest {
                     tag.push_str(" lock=");
                     tag.push_str(&d.short(12));
                 }
+                let drift_pause = plan
+                    .drift_pause
+                    .map(|policy| DriftPause::new(policy, &plan.name, &plan.lock_id));
                 State::Active(Active {
                     metrics: Metrics::define(&plan),
+                    drift_pause,
+                    store_error_logged: Cell::new(false),
                     reject_body_start: format!(
                         "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                         plan.name
@@ -141,8 +164,17 @@ impl RootContext for Root {
                 State::SafeMode(SafeMode::new(&config, SafeModeMetrics::define()))
             }
         };
-        self.state = Rc::new(state);
+        let previous = std::mem::replace(&mut self.state, Rc::new(state));
+        if let State::Active(active) = &*self.state {
+            active.start_drift_pause(&previous);
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let State::Active(active) = &*self.state {
+            active.tick_drift_pause();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -207,7 +239,14 @@ impl HttpContext for Flow {
 impl Flow {
     fn enforce(&mut self, active: &Active) -> Action {
         let plan = &active.plan;
-        let decision = decide(plan, &mut HostRequest);
+        let decision = match &active.drift_pause {
+            None => decide_with_pause(plan, false, &mut HostRequest),
+            Some(pause) => {
+                let decision = decide_with_pause(plan, pause.is_paused(), &mut HostRequest);
+                pause.record(&decision);
+                decision
+            }
+        };
         active.metrics.count(&decision);
         if !decision.issues.is_empty() {
             active.log_drift(&decision);
@@ -276,6 +315,101 @@ impl Flow {
 }
 
 impl Active {
+    /// At configuration time: adopts a pause still set for this contract and lock, ends
+    /// one the previous configuration's lock had, sets the gauge and starts the ticks.
+    fn start_drift_pause(&self, previous: &State) {
+        let name = &self.plan.name;
+        let new_key = self.drift_pause.as_ref().map(DriftPause::key);
+        if let State::Active(old) = previous {
+            if let Some(old_pause) = &old.drift_pause {
+                if new_key != Some(old_pause.key()) && old.plan.lock_id != self.plan.lock_id {
+                    match DriftPause::clear(&mut HostStore, old_pause.key()) {
+                        Ok(true) => log::info!(
+                            "rampart[{}]: drift pause cleared: lock {} replaced by {}",
+                            old.plan.name,
+                            old.plan.lock_id.short(12),
+                            self.plan.lock_id.short(12)
+                        ),
+                        Ok(false) => {}
+                        Err(HostError) => self.store_error("clearing the previous lock"),
+                    }
+                    if old.plan.name != *name {
+                        old.metrics.set_drift_paused(false);
+                    }
+                }
+            }
+        }
+        let Some(pause) = &self.drift_pause else {
+            self.metrics.set_drift_paused(false);
+            let _ = host::set_tick_period(0);
+            return;
+        };
+        let paused = match pause.start(&mut HostStore) {
+            Ok(paused) => paused,
+            Err(HostError) => {
+                self.store_error("reading the window");
+                false
+            }
+        };
+        if paused {
+            log::info!(
+                "rampart[{name}]: drift pause still in effect for lock {}; approve and re-lock to resume",
+                self.plan.lock_id.short(12)
+            );
+        }
+        self.metrics.set_drift_paused(paused);
+        let tick = u32::try_from(pause.policy().tick_ms()).unwrap_or(1000);
+        if host::set_tick_period(tick).is_err() {
+            self.store_error("starting the tick");
+        }
+    }
+
+    /// Merges this worker's counts into the shared window; trips or follows the pause.
+    fn tick_drift_pause(&self) {
+        let Some(pause) = &self.drift_pause else {
+            return;
+        };
+        let now_ms = host::now_nanos() / 1_000_000;
+        match pause.tick(&mut HostStore, now_ms) {
+            Ok(TickOutcome::Tripped(totals)) => {
+                self.metrics.set_drift_paused(true);
+                self.log_trip(pause, totals);
+            }
+            Ok(TickOutcome::Joined) => self.metrics.set_drift_paused(true),
+            Ok(
+                TickOutcome::Idle
+                | TickOutcome::Merged
+                | TickOutcome::Contended
+                | TickOutcome::Paused,
+            ) => {}
+            Err(HostError) => self.store_error("merging the window"),
+        }
+    }
+
+    fn log_trip(&self, pause: &DriftPause, totals: Totals) {
+        let policy = pause.policy();
+        log::warn!(
+            "rampart[{}]: drift pause TRIPPED for lock {}: drift ratio {} > max {} over the last {}s ({} of {} requests drifted or missing); canary paused, all requests to stable until a new lock arrives",
+            self.plan.name,
+            self.plan.lock_id.short(12),
+            totals.ratio_text(),
+            ratio_limit_text(policy.max_ratio),
+            policy.window_seconds,
+            totals.drifted,
+            totals.requests
+        );
+    }
+
+    /// Shared data failing never pauses anything; it is said once per configuration.
+    fn store_error(&self, doing: &str) {
+        if !self.store_error_logged.replace(true) {
+            log::warn!(
+                "rampart[{}]: drift pause: shared data unavailable ({doing}); not pausing, still serving",
+                self.plan.name
+            );
+        }
+    }
+
     /// Logs drift at most once per interval per worker, with names and digests only.
     fn log_drift(&self, decision: &Decision) {
         let interval_ns = u64::from(self.plan.log_interval_seconds) * 1_000_000_000;
