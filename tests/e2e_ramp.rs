@@ -632,3 +632,52 @@ fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
     assert!(out["drift_ratio"].as_f64().unwrap() > 0.2, "{out}");
     assert_eq!(ramp.ecds.updates(), 3);
 }
+
+#[test]
+fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
+    let ramp = Ramp::start(PlanOptions {
+        drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 30 })),
+        ..PlanOptions::default()
+    });
+    let paused_gauge = format!("wasmcustom.rampart.{CONTRACT}.drift_paused");
+    let flags = flags_text();
+    ramp.ramp_ok(&["start"]);
+    ramp.ecds.wait_for_update(2);
+    let canary_user = (0..USERS)
+        .map(user)
+        .find(|u| expected_canary(u, 1.0))
+        .unwrap();
+    eventually("step 1 in force", || {
+        ramp.side(&canary_user, &flags) == "canary"
+    });
+
+    // The live config moves under the ramp and clients start sending it: drift.
+    let mut live = example("snapshot.json");
+    live["flags"]["currency"] = json!("USD");
+    ramp.set_live(&live);
+    let new_flags = live["flags"].to_string();
+    for i in 0..40 {
+        assert_eq!(ramp.side(&user(i), &new_flags), "stable");
+    }
+    // The data plane pauses the canary for everyone, on both workers.
+    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 1);
+    ramp.ecds.envoy.wait_for_log("drift pause TRIPPED");
+    for _ in 0..10 {
+        assert_eq!(ramp.side(&canary_user, &flags), "stable");
+    }
+    let status = ramp.ramp_ok(&["status"]);
+    assert_eq!(status["metrics"]["drift_paused"], true, "{status}");
+
+    // The control plane blocks on the changed config; the approval re-locks to it.
+    let output = ramp.ramp(&["advance"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(parse_json(&output)["gate"], "config");
+    ramp.ramp_ok(&["approve", "--by", "alice", "--reason", "USD reviewed"]);
+    ramp.ecds.wait_for_update(3);
+    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
+    eventually("the approved config reaches the canary", || {
+        ramp.side(&canary_user, &new_flags) == "canary"
+    });
+    let status = ramp.ramp_ok(&["status"]);
+    assert_eq!(status["metrics"]["drift_paused"], false, "{status}");
+}
