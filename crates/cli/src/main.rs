@@ -87,32 +87,46 @@ pub(crate) enum Failure {
     Waiting(String),
 }
 
+impl Failure {
+    /// The process exit code.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => 1,
+            Failure::Usage(_) | Failure::Io(_) => 2,
+            Failure::NotAllowed(_) => 3,
+            Failure::Waiting(_) => 4,
+        }
+    }
+
+    /// The message.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m)
+            | Failure::Invalid(m)
+            | Failure::Io(m)
+            | Failure::NotAllowed(m)
+            | Failure::Waiting(m) => m,
+        }
+    }
+}
+
 type Outcome = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Invalid(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
-            eprintln!("run `rampart help` for usage");
-            ExitCode::from(2)
-        }
-        Err(Failure::Io(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(Failure::NotAllowed(msg)) => {
-            eprintln!("not allowed: {msg}");
-            ExitCode::from(3)
-        }
-        Err(Failure::Waiting(msg)) => {
-            eprintln!("waiting: {msg}");
-            ExitCode::from(4)
+        Err(failure) => {
+            let prefix = match failure {
+                Failure::NotAllowed(_) => "not allowed",
+                Failure::Waiting(_) => "waiting",
+                _ => "error",
+            };
+            eprintln!("{prefix}: {}", failure.message());
+            if let Failure::Usage(_) = failure {
+                eprintln!("run `rampart help` for usage");
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }

@@ -30,6 +30,8 @@ struct Ctx {
     actor: String,
     reason: Option<String>,
     json: bool,
+    /// Whether this command printed its JSON object already.
+    printed: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -56,11 +58,13 @@ impl Ctx {
             actor,
             reason: flags.value("reason").map(str::to_owned),
             json: flags.switch("json"),
+            printed: std::cell::Cell::new(false),
         })
     }
 
     /// Prints `value` with `--json`, else `text`.
     fn emit(&self, value: &Value, text: &str) {
+        self.printed.set(true);
         if self.json {
             println!("{value}");
         } else {
@@ -306,8 +310,11 @@ pub fn run(args: &[String]) -> Outcome {
         ));
     };
     let flags = Flags::parse(rest, RAMP_FLAGS, &["json"])?;
-    let ctx = Ctx::from_flags(&flags)?;
-    match sub.as_str() {
+    let ctx = match Ctx::from_flags(&flags) {
+        Ok(ctx) => ctx,
+        Err(failure) => return Err(json_failure(flags.switch("json"), sub, failure)),
+    };
+    let result = match sub.as_str() {
         "start" => start(&ctx),
         "status" => status(&ctx),
         "advance" => advance(&ctx),
@@ -317,7 +324,30 @@ pub fn run(args: &[String]) -> Outcome {
         "diff" => diff(&ctx),
         "approve" => approve(&ctx, &flags),
         other => Err(Failure::Usage(format!("unknown ramp command `{other}`"))),
+    };
+    match result {
+        Err(failure) if !ctx.printed.get() => Err(json_failure(ctx.json, sub, failure)),
+        other => other,
     }
+}
+
+/// With `--json`, a failure that printed nothing yet still answers one JSON object.
+fn json_failure(json: bool, command: &str, failure: Failure) -> Failure {
+    if json {
+        let error = match failure {
+            Failure::Invalid(_) => "invalid",
+            Failure::Usage(_) => "usage",
+            Failure::Io(_) => "io",
+            Failure::NotAllowed(_) => "not_allowed",
+            Failure::Waiting(_) => "waiting",
+        };
+        let value = json!({
+            "ok": false, "command": command, "error": error,
+            "exit": failure.exit_code(), "message": failure.message(),
+        });
+        println!("{value}");
+    }
+    failure
 }
 
 fn start(ctx: &Ctx) -> Outcome {
