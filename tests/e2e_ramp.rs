@@ -674,10 +674,10 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
     assert_eq!(parse_json(&output)["gate"], "config");
     ramp.ramp_ok(&["approve", "--by", "alice", "--reason", "USD reviewed"]);
     ramp.ecds.wait_for_update(3);
-    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
     eventually("the approved config reaches the canary", || {
         ramp.side(&canary_user, &new_flags) == "canary"
     });
+    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
     let status = ramp.ramp_ok(&["status"]);
     assert_eq!(status["metrics"]["drift_paused"], false, "{status}");
 }
