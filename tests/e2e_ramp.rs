@@ -254,6 +254,18 @@ struct Traffic {
 struct StepWindow {
     settled: Arc<AtomicUsize>,
     published: Arc<AtomicUsize>,
+    /// Requests the background client has completed so far.
+    completed: Arc<AtomicUsize>,
+}
+
+impl StepWindow {
+    /// Waits until the background client has sent every user once more.
+    fn wait_for_a_full_round(&self) {
+        let start = self.completed.load(Ordering::SeqCst);
+        eventually("a full round of background requests", || {
+            self.completed.load(Ordering::SeqCst) >= start + USERS
+        });
+    }
 }
 
 impl Traffic {
@@ -274,6 +286,7 @@ impl Traffic {
                     client.get("/", &headers(&name, &flags))
                 }));
                 let high = window.published.load(Ordering::SeqCst);
+                window.completed.fetch_add(1, Ordering::SeqCst);
                 match result {
                     Ok(response) if response.status == 200 => observations.push(Observation {
                         user: index,
@@ -319,8 +332,10 @@ fn advance_through_every_step_under_load_without_a_failed_request() {
     let window = StepWindow {
         settled: Arc::new(AtomicUsize::new(0)),
         published: Arc::new(AtomicUsize::new(0)),
+        completed: Arc::new(AtomicUsize::new(0)),
     };
     let traffic = Traffic::start(ramp.main(), flags.clone(), window.clone());
+    window.wait_for_a_full_round();
 
     let mut updates = ramp.ecds.updates();
     for (index, percent) in STEPS.iter().enumerate() {
@@ -346,6 +361,8 @@ fn advance_through_every_step_under_load_without_a_failed_request() {
         ramp.ecds.wait_for_update(updates);
         ramp.wait_for_percent(*percent, &flags);
         window.settled.store(step, Ordering::SeqCst);
+        // Every user once more while the step is settled: the measured share below.
+        window.wait_for_a_full_round();
         let expected = (0..USERS)
             .filter(|&i| expected_canary(&user(i), *percent))
             .count();
@@ -393,18 +410,38 @@ fn advance_through_every_step_under_load_without_a_failed_request() {
             .iter()
             .filter(|o| expected_canary(&user(o.user), *percent))
             .count();
+        let share = canary as f64 / settled.len() as f64;
+        // Buckets are uniform over 0..10000, so with n users the canary share has a
+        // standard deviation of sqrt(p(1-p)/n) around the step's percent p.
+        let p = percent / 100.0;
+        let tolerance = 4.0 * (p * (1.0 - p) / USERS as f64).sqrt() + 1e-9;
         println!(
-            "step {step} ({percent}%): {canary} of {} requests on the canary ({:.2}%)",
+            "step {step} ({percent}%): {canary} of {} requests on the canary ({:.2}%, tolerance ±{:.2}%)",
             settled.len(),
-            100.0 * canary as f64 / settled.len() as f64
+            100.0 * share,
+            100.0 * tolerance
         );
-        assert_eq!(canary, expected);
+        assert!(
+            settled.len() >= USERS,
+            "step {step}: only {} requests",
+            settled.len()
+        );
+        assert_eq!(canary, expected, "step {step}: the sticky buckets decide");
+        assert!(
+            (share - p).abs() <= tolerance,
+            "step {step}: share {share} vs {p}"
+        );
     }
 }
 
 #[test]
 fn changed_live_config_blocks_advance_and_approval_relocks() {
-    let ramp = Ramp::start(PlanOptions::default());
+    // Requests still on the old config after the approval count as drift in the new
+    // step's window; the limit leaves room for the few this test sends on purpose.
+    let ramp = Ramp::start(PlanOptions {
+        max_drift_ratio: 0.2,
+        ..PlanOptions::default()
+    });
     let flags = flags_text();
     ramp.ramp_ok(&["start"]);
     ramp.ecds.wait_for_update(2);
@@ -636,7 +673,8 @@ fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
 #[test]
 fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
     let ramp = Ramp::start(PlanOptions {
-        drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 30 })),
+        // A 10 s window: workers merge counts and learn of a pause every second.
+        drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 10 })),
         ..PlanOptions::default()
     });
     let paused_gauge = format!("wasmcustom.rampart.{CONTRACT}.drift_paused");
@@ -662,6 +700,8 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
     // The data plane pauses the canary for everyone, on both workers.
     ramp.ecds.envoy.wait_for_counter(&paused_gauge, 1);
     ramp.ecds.envoy.wait_for_log("drift pause TRIPPED");
+    // The other worker joins the pause on its next tick (window / 10).
+    thread::sleep(Duration::from_millis(2500));
     for _ in 0..10 {
         assert_eq!(ramp.side(&canary_user, &flags), "stable");
     }

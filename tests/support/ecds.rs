@@ -6,6 +6,7 @@
 //! what users run.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -168,10 +169,21 @@ pub fn wait_for_update(envoy: &Envoy, n: u64) {
     envoy.wait_for_counter(&update_success_stat(), n);
 }
 
-/// Waits (with the harness's timeout) until `check` holds: ECDS updates reach the
-/// worker threads shortly after the main thread counts them.
+/// How long [`eventually`] waits: its checks may send hundreds of requests each, on a
+/// machine busy with parallel tests.
+pub const EVENTUALLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until `check` holds, e.g. until ECDS updates reach the worker threads
+/// (shortly after the main thread counts them).
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    super::poll(what, || if check() { Ok(()) } else { Err(String::new()) });
+    let deadline = Instant::now() + EVENTUALLY_TIMEOUT;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {EVENTUALLY_TIMEOUT:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The `rampart` command the tests drive: `RAMPART_CLI` (set by `cargo xtask test`),
