@@ -18,7 +18,7 @@ use crate::delta::Delta;
 use crate::ecds;
 use crate::metrics::{self, Counters, Reading};
 use crate::plan::{AfterApproval, LiveSource, OnMismatch, RampPlan};
-use crate::state::{Block, HistoryEntry, Lock, State, Status, STATE_VERSION};
+use crate::state::{Block, ChangeLock, HistoryEntry, Lock, State, Status, STATE_VERSION};
 use crate::time::{now_unix, rfc3339};
 use crate::{Failure, Flags, Outcome};
 
@@ -76,8 +76,10 @@ impl Ctx {
         State::load(&self.state_path)
     }
 
-    /// The state of a started ramp, after finishing what a crash left undone.
-    fn started_state(&self) -> Result<State, Failure> {
+    /// The state of a started ramp, after finishing what a crash left undone, with
+    /// the lock that keeps other commands from changing it meanwhile.
+    fn started_state(&self) -> Result<(State, ChangeLock), Failure> {
+        let guard = ChangeLock::acquire(&self.state_path)?;
         let state = self.load_state()?.ok_or_else(|| {
             Failure::NotAllowed(format!(
                 "no ramp started ({} does not exist); run `rampart ramp start --plan {}`",
@@ -86,7 +88,7 @@ impl Ctx {
             ))
         })?;
         self.reconcile(&state)?;
-        Ok(state)
+        Ok((state, guard))
     }
 
     /// Repairs what a crash between the three writes of a change left: a cut-off or
@@ -351,6 +353,17 @@ fn json_failure(json: bool, command: &str, failure: Failure) -> Failure {
 }
 
 fn start(ctx: &Ctx) -> Outcome {
+    for path in [
+        &ctx.state_path,
+        &ctx.audit_path,
+        &ctx.plan.publish.ecds_path,
+    ] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Io(format!("{}: {e}", dir.display())))?;
+        }
+    }
+    let _guard = ChangeLock::acquire(&ctx.state_path)?;
     let previous = ctx.load_state()?;
     match &previous {
         Some(s) if !matches!(s.status, Status::Completed | Status::Reverted) => {
@@ -543,7 +556,7 @@ fn status(ctx: &Ctx) -> Outcome {
 }
 
 fn advance(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     match state.status {
         Status::Running => {}
         Status::Blocked => {
@@ -700,7 +713,7 @@ fn advance(ctx: &Ctx) -> Outcome {
 }
 
 fn pause(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if state.status != Status::Running {
         return Err(Failure::NotAllowed(format!(
             "the ramp is {}; only a running ramp can be paused",
@@ -722,7 +735,7 @@ fn pause(ctx: &Ctx) -> Outcome {
 }
 
 fn resume(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     let mut next = state.clone();
     next.status = Status::Running;
     next.blocked = None;
@@ -766,7 +779,7 @@ fn resume(ctx: &Ctx) -> Outcome {
 }
 
 fn revert(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if state.status == Status::Reverted {
         return Err(Failure::NotAllowed("the ramp is already reverted".into()));
     }
@@ -824,7 +837,7 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
     if reason.trim().is_empty() {
         return Err(Failure::Usage("--reason must say why".into()));
     }
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if !matches!(
         state.status,
         Status::Running | Status::Paused | Status::Blocked

@@ -893,3 +893,31 @@ fn kill_9_at_random_points_leaves_a_valid_state_and_a_repairable_chain() {
         state["audit"]["seq"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn one_command_at_a_time_changes_a_ramp() {
+    let ramp = Ramp::new("change-lock", |_| {});
+    ramp.ok(&["ramp", "start"]);
+    let lock = ramp.dir.join("plan.json.state.json.lock");
+    // Held by a live process (this test): refused, nothing written.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("another rampart command"),
+        "{out}"
+    );
+    assert_eq!(ramp.records().len(), 1);
+    // status only reads, so it does not wait for the lock.
+    ramp.ok(&["ramp", "status"]);
+    // Left by a command that no longer runs (killed): taken over.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(&lock, format!("{dead}\n")).unwrap();
+    ramp.ok(&["ramp", "advance"]);
+    assert!(!lock.exists(), "released after the command");
+}
