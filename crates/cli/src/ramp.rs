@@ -301,7 +301,7 @@ fn new_window(state: &mut State, reading: Option<Reading>) {
     state.baseline = reading.map(|r| r.counters);
 }
 
-const RAMP_FLAGS: &[&str] = &["plan", "state", "audit", "by", "reason"];
+const RAMP_FLAGS: &[&str] = &["plan", "state", "audit", "by", "reason", "expect-delta"];
 
 /// `rampart ramp SUBCOMMAND ...`
 pub fn run(args: &[String]) -> Outcome {
@@ -617,6 +617,32 @@ fn advance(ctx: &Ctx) -> Outcome {
     let reading = ctx.read_metrics()?;
     let view = reading.as_ref().map(|r| drift_view(&state, r));
     if let Some(view) = &view {
+        if view.drift_paused == Some(true) {
+            // The filter already sent everyone to stable for drift; it stays so until
+            // a new lock, so a wider step would only be a number in a file.
+            let mut next = state.clone();
+            next.status = Status::Blocked;
+            next.blocked = Some(Block {
+                reason: "drift".into(),
+                live_digest: None,
+                drift_ratio: Some(view.ratio),
+                seq: state.audit.seq + 1,
+            });
+            let details = json!({
+                "gate": "drift", "drift_paused": true, "requests": view.since.requests,
+                "drift": view.since.drift, "missing": view.since.missing, "drift_ratio": view.ratio,
+            });
+            let record = ctx.commit(Some(&state), next.clone(), "block", details)?;
+            let value = json!({
+                "ok": false, "command": "advance", "gate": "drift", "action": "block", "drift_paused": true,
+                "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
+                "requests": view.since.requests, "state": state_json(&next), "audit_seq": record["seq"],
+            });
+            ctx.emit(&value, &state_line(&next));
+            return Err(Failure::Invalid(
+                "gate 2: the data plane paused the canary for drift (drift_pause); it holds until a new lock — approve the changed config, or revert".into(),
+            ));
+        }
         if view.since.requests < gates.min_requests {
             let value = json!({
                 "ok": false, "command": "advance", "gate": "min_requests", "waiting": true,
@@ -855,6 +881,16 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
             "the live config has the locked digest {}; there is no change to approve",
             delta.from
         )));
+    }
+    if let Some(expected) = flags.value("expect-delta") {
+        if expected != delta.digest() {
+            let value = json!({ "ok": false, "command": "approve", "error": "delta_changed", "delta": delta.to_json() });
+            ctx.emit(&value, &delta.describe());
+            return Err(Failure::Invalid(format!(
+                "the live delta is {}, not the reviewed {expected}: the config changed again; review this delta",
+                delta.digest()
+            )));
+        }
     }
     let lock = lock_of(&ctx.plan, &live, "live snapshot")?;
     let mut next = state.clone();

@@ -350,9 +350,25 @@ fn approve_relocks_to_the_live_config_and_binds_the_digests() {
         // Approval needs a name and a reason.
         let out = ramp.run(&["ramp", "approve", "--by", "alice"]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        // An approval of a delta other than the live one is refused.
+        let (code, refused) = ramp.json(&[
+            "ramp",
+            "approve",
+            "--by",
+            "alice",
+            "--reason",
+            "r",
+            "--expect-delta",
+            &digest("\"another delta\""),
+        ]);
+        assert_eq!(code, 1, "{refused}");
+        assert_eq!(refused["error"], "delta_changed");
+        let reviewed = blocked["delta"]["digest"].as_str().unwrap().to_owned();
         let approved = ramp.ok(&[
             "ramp",
             "approve",
+            "--expect-delta",
+            &reviewed,
             "--by",
             "alice",
             "--reason",
@@ -567,6 +583,13 @@ fn drift_gate_reads_envoy_admin_stats_since_the_step_began() {
     let moved = ramp.ok(&["ramp", "advance"]);
     assert_eq!(moved["gates"]["requests"], 150);
     assert_eq!(moved["state"]["step"], 3);
+    // The data plane's drift pause blocks the ramp even with a low ratio.
+    *body.lock().unwrap() = admin_stats(400, 1, 0, 1);
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["drift_paused"], true, "{out}");
+    assert_eq!(out["state"]["status"], "blocked");
+    assert_eq!(out["state"]["step"], 3);
 }
 
 #[test]
