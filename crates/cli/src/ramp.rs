@@ -159,7 +159,7 @@ impl Ctx {
     fn commit(
         &self,
         head: Option<&State>,
-        mut next: State,
+        next: &mut State,
         action: &str,
         mut details: Value,
     ) -> Result<Value, Failure> {
@@ -432,7 +432,7 @@ fn start(ctx: &Ctx) -> Outcome {
         "snapshot": snapshot_path,
         "fields": next.lock.fields,
     });
-    let record = ctx.commit(previous.as_ref(), next.clone(), "start", details)?;
+    let record = ctx.commit(previous.as_ref(), &mut next, "start", details)?;
     let value = json!({ "ok": true, "command": "start", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -598,7 +598,7 @@ fn advance(ctx: &Ctx) -> Outcome {
             }
         };
         let details = json!({ "gate": "config", "delta": delta.to_json() });
-        let record = ctx.commit(Some(&state), next.clone(), action, details)?;
+        let record = ctx.commit(Some(&state), &mut next, action, details)?;
         let value = json!({
             "ok": false, "command": "advance", "gate": "config", "action": action,
             "state": state_json(&next), "delta": delta.to_json(), "audit_seq": record["seq"],
@@ -632,7 +632,7 @@ fn advance(ctx: &Ctx) -> Outcome {
                 "gate": "drift", "drift_paused": true, "requests": view.since.requests,
                 "drift": view.since.drift, "missing": view.since.missing, "drift_ratio": view.ratio,
             });
-            let record = ctx.commit(Some(&state), next.clone(), "block", details)?;
+            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
             let value = json!({
                 "ok": false, "command": "advance", "gate": "drift", "action": "block", "drift_paused": true,
                 "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
@@ -667,7 +667,7 @@ fn advance(ctx: &Ctx) -> Outcome {
                 "gate": "drift", "requests": view.since.requests, "drift": view.since.drift,
                 "missing": view.since.missing, "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
             });
-            let record = ctx.commit(Some(&state), next.clone(), "block", details)?;
+            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
             let value = json!({
                 "ok": false, "command": "advance", "gate": "drift", "action": "block",
                 "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
@@ -718,7 +718,7 @@ fn advance(ctx: &Ctx) -> Outcome {
         "to": { "step": to_step, "percent": next.percent },
         "gates": gate_details,
     });
-    let record = ctx.commit(Some(&state), next.clone(), action, details)?;
+    let record = ctx.commit(Some(&state), &mut next, action, details)?;
     let value = json!({
         "ok": true, "command": "advance", "action": action, "state": state_json(&next),
         "gates": record["details"]["gates"], "audit_seq": record["seq"],
@@ -748,7 +748,7 @@ fn pause(ctx: &Ctx) -> Outcome {
     }
     let mut next = state.clone();
     next.status = Status::Paused;
-    let record = ctx.commit(Some(&state), next.clone(), "pause", json!({}))?;
+    let record = ctx.commit(Some(&state), &mut next, "pause", json!({}))?;
     let value = json!({ "ok": true, "command": "pause", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -798,7 +798,7 @@ fn resume(ctx: &Ctx) -> Outcome {
             )))
         }
     }
-    let record = ctx.commit(Some(&state), next.clone(), "resume", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "resume", details)?;
     let value = json!({ "ok": true, "command": "resume", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(&value, &format!("resumed: {}", state_line(&next)));
     Ok(())
@@ -813,7 +813,7 @@ fn revert(ctx: &Ctx) -> Outcome {
     next.status = Status::Reverted;
     next.percent = 0.0;
     let details = json!({ "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent } });
-    let record = ctx.commit(Some(&state), next.clone(), "revert", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "revert", details)?;
     let value = json!({ "ok": true, "command": "revert", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -915,7 +915,7 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
         "after_approval": after.as_str(),
         "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent },
     });
-    let record = ctx.commit(Some(&state), next.clone(), "approve", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "approve", details)?;
     let value = json!({
         "ok": true, "command": "approve", "old": delta.from, "new": delta.to,
         "delta_digest": delta.digest(), "after_approval": after.as_str(),

@@ -242,6 +242,7 @@ fn a_ramp_walks_every_step_and_publishes_each_percent() {
     let started = ramp.ok(&["ramp", "start"]);
     assert_eq!(started["state"]["status"], "running");
     assert_eq!(started["state"]["step"], 1);
+    assert_eq!(started["state"]["audit_seq"], 1);
     let snapshot = std::fs::read_to_string(ramp.dir.join("snapshot.json")).unwrap();
     assert_eq!(started["state"]["lock"], digest(&snapshot));
     assert_eq!(ramp.published()["ramp"]["percent"], 1.0);
