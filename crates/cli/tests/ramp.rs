@@ -945,3 +945,15 @@ fn one_command_at_a_time_changes_a_ramp() {
     ramp.ok(&["ramp", "advance"]);
     assert!(!lock.exists(), "released after the command");
 }
+
+#[test]
+fn the_plans_drift_pause_is_published_with_every_step() {
+    let drift_pause = json!({ "max_ratio": 0.2, "min_requests": 50, "window_seconds": 10 });
+    let block = drift_pause.clone();
+    let ramp = Ramp::new("drift-pause", move |p| p["drift_pause"] = block);
+    ramp.ok(&["ramp", "start"]);
+    assert_eq!(ramp.published()["drift_pause"], drift_pause);
+    ramp.ok(&["ramp", "advance"]);
+    assert_eq!(ramp.published()["drift_pause"], drift_pause);
+    assert_eq!(ramp.published()["ramp"]["percent"], 5.0);
+}
