@@ -120,8 +120,8 @@ fn parse_response(response: &[u8]) -> Result<Vec<u8>, String> {
     };
     if !(200..300).contains(&status) {
         let text = String::from_utf8_lossy(&body);
-        let text = text.trim();
-        let shown: String = text.chars().take(200).collect();
+        let first_line = text.trim().lines().next().unwrap_or_default();
+        let shown: String = first_line.chars().take(200).collect();
         return Err(format!("HTTP {status}: {shown}"));
     }
     Ok(body)

@@ -55,9 +55,10 @@ RAMP (a plan of steps; every command takes --plan P, and --json for one JSON obj
                                              block: only once the live config is the locked one)
   rampart ramp revert  --plan P [--reason T]  everyone to stable at once (publishes 0%)
   rampart ramp diff    --plan P               locked snapshot vs live: JSON pointers, old/new digests
-  rampart ramp approve --plan P --by NAME --reason TEXT
+  rampart ramp approve --plan P --by NAME --reason TEXT [--expect-delta DIGEST]
                                              accept the live config: binds old -> new digest and
-                                             the delta digest, re-locks, restarts or resumes (plan)
+                                             the delta digest, re-locks, restarts or resumes (plan);
+                                             --expect-delta refuses if the delta is not the reviewed one
   Options: --state FILE, --audit FILE (override the plan's), --by NAME (actor; default $USER)
   rampart audit verify (--plan P | --audit FILE [--state FILE]) [--json]
                                              check the hash chain; names the first bad record

@@ -18,7 +18,7 @@ use crate::delta::Delta;
 use crate::ecds;
 use crate::metrics::{self, Counters, Reading};
 use crate::plan::{AfterApproval, LiveSource, OnMismatch, RampPlan};
-use crate::state::{Block, HistoryEntry, Lock, State, Status, STATE_VERSION};
+use crate::state::{Block, ChangeLock, HistoryEntry, Lock, State, Status, STATE_VERSION};
 use crate::time::{now_unix, rfc3339};
 use crate::{Failure, Flags, Outcome};
 
@@ -76,8 +76,10 @@ impl Ctx {
         State::load(&self.state_path)
     }
 
-    /// The state of a started ramp, after finishing what a crash left undone.
-    fn started_state(&self) -> Result<State, Failure> {
+    /// The state of a started ramp, after finishing what a crash left undone, with
+    /// the lock that keeps other commands from changing it meanwhile.
+    fn started_state(&self) -> Result<(State, ChangeLock), Failure> {
+        let guard = ChangeLock::acquire(&self.state_path)?;
         let state = self.load_state()?.ok_or_else(|| {
             Failure::NotAllowed(format!(
                 "no ramp started ({} does not exist); run `rampart ramp start --plan {}`",
@@ -86,7 +88,7 @@ impl Ctx {
             ))
         })?;
         self.reconcile(&state)?;
-        Ok(state)
+        Ok((state, guard))
     }
 
     /// Repairs what a crash between the three writes of a change left: a cut-off or
@@ -157,7 +159,7 @@ impl Ctx {
     fn commit(
         &self,
         head: Option<&State>,
-        mut next: State,
+        next: &mut State,
         action: &str,
         mut details: Value,
     ) -> Result<Value, Failure> {
@@ -299,7 +301,7 @@ fn new_window(state: &mut State, reading: Option<Reading>) {
     state.baseline = reading.map(|r| r.counters);
 }
 
-const RAMP_FLAGS: &[&str] = &["plan", "state", "audit", "by", "reason"];
+const RAMP_FLAGS: &[&str] = &["plan", "state", "audit", "by", "reason", "expect-delta"];
 
 /// `rampart ramp SUBCOMMAND ...`
 pub fn run(args: &[String]) -> Outcome {
@@ -351,6 +353,17 @@ fn json_failure(json: bool, command: &str, failure: Failure) -> Failure {
 }
 
 fn start(ctx: &Ctx) -> Outcome {
+    for path in [
+        &ctx.state_path,
+        &ctx.audit_path,
+        &ctx.plan.publish.ecds_path,
+    ] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Io(format!("{}: {e}", dir.display())))?;
+        }
+    }
+    let _guard = ChangeLock::acquire(&ctx.state_path)?;
     let previous = ctx.load_state()?;
     match &previous {
         Some(s) if !matches!(s.status, Status::Completed | Status::Reverted) => {
@@ -419,7 +432,7 @@ fn start(ctx: &Ctx) -> Outcome {
         "snapshot": snapshot_path,
         "fields": next.lock.fields,
     });
-    let record = ctx.commit(previous.as_ref(), next.clone(), "start", details)?;
+    let record = ctx.commit(previous.as_ref(), &mut next, "start", details)?;
     let value = json!({ "ok": true, "command": "start", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -543,7 +556,7 @@ fn status(ctx: &Ctx) -> Outcome {
 }
 
 fn advance(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     match state.status {
         Status::Running => {}
         Status::Blocked => {
@@ -585,7 +598,7 @@ fn advance(ctx: &Ctx) -> Outcome {
             }
         };
         let details = json!({ "gate": "config", "delta": delta.to_json() });
-        let record = ctx.commit(Some(&state), next.clone(), action, details)?;
+        let record = ctx.commit(Some(&state), &mut next, action, details)?;
         let value = json!({
             "ok": false, "command": "advance", "gate": "config", "action": action,
             "state": state_json(&next), "delta": delta.to_json(), "audit_seq": record["seq"],
@@ -604,6 +617,32 @@ fn advance(ctx: &Ctx) -> Outcome {
     let reading = ctx.read_metrics()?;
     let view = reading.as_ref().map(|r| drift_view(&state, r));
     if let Some(view) = &view {
+        if view.drift_paused == Some(true) {
+            // The filter already sent everyone to stable for drift; it stays so until
+            // a new lock, so a wider step would only be a number in a file.
+            let mut next = state.clone();
+            next.status = Status::Blocked;
+            next.blocked = Some(Block {
+                reason: "drift".into(),
+                live_digest: None,
+                drift_ratio: Some(view.ratio),
+                seq: state.audit.seq + 1,
+            });
+            let details = json!({
+                "gate": "drift", "drift_paused": true, "requests": view.since.requests,
+                "drift": view.since.drift, "missing": view.since.missing, "drift_ratio": view.ratio,
+            });
+            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
+            let value = json!({
+                "ok": false, "command": "advance", "gate": "drift", "action": "block", "drift_paused": true,
+                "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
+                "requests": view.since.requests, "state": state_json(&next), "audit_seq": record["seq"],
+            });
+            ctx.emit(&value, &state_line(&next));
+            return Err(Failure::Invalid(
+                "gate 2: the data plane paused the canary for drift (drift_pause); it holds until a new lock — approve the changed config, or revert".into(),
+            ));
+        }
         if view.since.requests < gates.min_requests {
             let value = json!({
                 "ok": false, "command": "advance", "gate": "min_requests", "waiting": true,
@@ -628,7 +667,7 @@ fn advance(ctx: &Ctx) -> Outcome {
                 "gate": "drift", "requests": view.since.requests, "drift": view.since.drift,
                 "missing": view.since.missing, "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
             });
-            let record = ctx.commit(Some(&state), next.clone(), "block", details)?;
+            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
             let value = json!({
                 "ok": false, "command": "advance", "gate": "drift", "action": "block",
                 "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
@@ -679,7 +718,7 @@ fn advance(ctx: &Ctx) -> Outcome {
         "to": { "step": to_step, "percent": next.percent },
         "gates": gate_details,
     });
-    let record = ctx.commit(Some(&state), next.clone(), action, details)?;
+    let record = ctx.commit(Some(&state), &mut next, action, details)?;
     let value = json!({
         "ok": true, "command": "advance", "action": action, "state": state_json(&next),
         "gates": record["details"]["gates"], "audit_seq": record["seq"],
@@ -700,7 +739,7 @@ fn advance(ctx: &Ctx) -> Outcome {
 }
 
 fn pause(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if state.status != Status::Running {
         return Err(Failure::NotAllowed(format!(
             "the ramp is {}; only a running ramp can be paused",
@@ -709,7 +748,7 @@ fn pause(ctx: &Ctx) -> Outcome {
     }
     let mut next = state.clone();
     next.status = Status::Paused;
-    let record = ctx.commit(Some(&state), next.clone(), "pause", json!({}))?;
+    let record = ctx.commit(Some(&state), &mut next, "pause", json!({}))?;
     let value = json!({ "ok": true, "command": "pause", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -722,7 +761,7 @@ fn pause(ctx: &Ctx) -> Outcome {
 }
 
 fn resume(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     let mut next = state.clone();
     next.status = Status::Running;
     next.blocked = None;
@@ -759,14 +798,14 @@ fn resume(ctx: &Ctx) -> Outcome {
             )))
         }
     }
-    let record = ctx.commit(Some(&state), next.clone(), "resume", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "resume", details)?;
     let value = json!({ "ok": true, "command": "resume", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(&value, &format!("resumed: {}", state_line(&next)));
     Ok(())
 }
 
 fn revert(ctx: &Ctx) -> Outcome {
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if state.status == Status::Reverted {
         return Err(Failure::NotAllowed("the ramp is already reverted".into()));
     }
@@ -774,7 +813,7 @@ fn revert(ctx: &Ctx) -> Outcome {
     next.status = Status::Reverted;
     next.percent = 0.0;
     let details = json!({ "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent } });
-    let record = ctx.commit(Some(&state), next.clone(), "revert", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "revert", details)?;
     let value = json!({ "ok": true, "command": "revert", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -824,7 +863,7 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
     if reason.trim().is_empty() {
         return Err(Failure::Usage("--reason must say why".into()));
     }
-    let state = ctx.started_state()?;
+    let (state, _guard) = ctx.started_state()?;
     if !matches!(
         state.status,
         Status::Running | Status::Paused | Status::Blocked
@@ -842,6 +881,16 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
             "the live config has the locked digest {}; there is no change to approve",
             delta.from
         )));
+    }
+    if let Some(expected) = flags.value("expect-delta") {
+        if expected != delta.digest() {
+            let value = json!({ "ok": false, "command": "approve", "error": "delta_changed", "delta": delta.to_json() });
+            ctx.emit(&value, &delta.describe());
+            return Err(Failure::Invalid(format!(
+                "the live delta is {}, not the reviewed {expected}: the config changed again; review this delta",
+                delta.digest()
+            )));
+        }
     }
     let lock = lock_of(&ctx.plan, &live, "live snapshot")?;
     let mut next = state.clone();
@@ -866,7 +915,7 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
         "after_approval": after.as_str(),
         "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent },
     });
-    let record = ctx.commit(Some(&state), next.clone(), "approve", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "approve", details)?;
     let value = json!({
         "ok": true, "command": "approve", "old": delta.from, "new": delta.to,
         "delta_digest": delta.digest(), "after_approval": after.as_str(),

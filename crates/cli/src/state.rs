@@ -164,3 +164,64 @@ impl State {
             .map_err(|e| crate::Failure::Io(format!("{}: {e}", path.display())))
     }
 }
+
+/// Held while one command changes a ramp, so two commands cannot interleave their
+/// state, audit and publish writes. A file `<state>.lock` holding the owner's pid,
+/// created exclusively; a lock left by a killed command (its pid no longer runs) is
+/// taken over. Released on drop.
+pub struct ChangeLock {
+    path: std::path::PathBuf,
+}
+
+impl ChangeLock {
+    /// Takes the lock next to the state file at `state_path`.
+    pub fn acquire(state_path: &Path) -> Result<ChangeLock, crate::Failure> {
+        let mut name = state_path.as_os_str().to_owned();
+        name.push(".lock");
+        let path = std::path::PathBuf::from(name);
+        // The pid is written to a file of its own first and then linked into place, so
+        // the lock file never exists without its owner's pid, even after a kill -9.
+        let mut own = path.as_os_str().to_owned();
+        own.push(format!(".{}", std::process::id()));
+        let own = std::path::PathBuf::from(own);
+        std::fs::write(&own, format!("{}\n", std::process::id()))
+            .map_err(|e| crate::Failure::Io(format!("{}: {e}", own.display())))?;
+        let taken = (|| {
+            for _ in 0..2 {
+                match std::fs::hard_link(&own, &path) {
+                    Ok(()) => return Ok(ChangeLock { path: path.clone() }),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                        let owner = owner.trim().to_owned();
+                        // Without /proc (not Linux) a leftover cannot be told from a live owner.
+                        let gone = Path::new("/proc/self").exists()
+                            && owner.parse::<u32>().is_ok()
+                            && !Path::new("/proc").join(&owner).exists();
+                        if !gone {
+                            return Err(crate::Failure::NotAllowed(format!(
+                                "another rampart command (pid {owner}) is changing this ramp; if none runs, remove {}",
+                                path.display()
+                            )));
+                        }
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    Err(e) => {
+                        return Err(crate::Failure::Io(format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+            Err(crate::Failure::NotAllowed(format!(
+                "could not take {}; another rampart command may be changing this ramp",
+                path.display()
+            )))
+        })();
+        let _ = std::fs::remove_file(&own);
+        taken
+    }
+}
+
+impl Drop for ChangeLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

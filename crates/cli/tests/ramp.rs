@@ -242,6 +242,7 @@ fn a_ramp_walks_every_step_and_publishes_each_percent() {
     let started = ramp.ok(&["ramp", "start"]);
     assert_eq!(started["state"]["status"], "running");
     assert_eq!(started["state"]["step"], 1);
+    assert_eq!(started["state"]["audit_seq"], 1);
     let snapshot = std::fs::read_to_string(ramp.dir.join("snapshot.json")).unwrap();
     assert_eq!(started["state"]["lock"], digest(&snapshot));
     assert_eq!(ramp.published()["ramp"]["percent"], 1.0);
@@ -350,9 +351,25 @@ fn approve_relocks_to_the_live_config_and_binds_the_digests() {
         // Approval needs a name and a reason.
         let out = ramp.run(&["ramp", "approve", "--by", "alice"]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        // An approval of a delta other than the live one is refused.
+        let (code, refused) = ramp.json(&[
+            "ramp",
+            "approve",
+            "--by",
+            "alice",
+            "--reason",
+            "r",
+            "--expect-delta",
+            &digest("\"another delta\""),
+        ]);
+        assert_eq!(code, 1, "{refused}");
+        assert_eq!(refused["error"], "delta_changed");
+        let reviewed = blocked["delta"]["digest"].as_str().unwrap().to_owned();
         let approved = ramp.ok(&[
             "ramp",
             "approve",
+            "--expect-delta",
+            &reviewed,
             "--by",
             "alice",
             "--reason",
@@ -567,6 +584,13 @@ fn drift_gate_reads_envoy_admin_stats_since_the_step_began() {
     let moved = ramp.ok(&["ramp", "advance"]);
     assert_eq!(moved["gates"]["requests"], 150);
     assert_eq!(moved["state"]["step"], 3);
+    // The data plane's drift pause blocks the ramp even with a low ratio.
+    *body.lock().unwrap() = admin_stats(400, 1, 0, 1);
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["drift_paused"], true, "{out}");
+    assert_eq!(out["state"]["status"], "blocked");
+    assert_eq!(out["state"]["step"], 3);
 }
 
 #[test]
@@ -892,4 +916,44 @@ fn kill_9_at_random_points_leaves_a_valid_state_and_a_repairable_chain() {
         ramp.records().len() as u64,
         state["audit"]["seq"].as_u64().unwrap()
     );
+}
+
+#[test]
+fn one_command_at_a_time_changes_a_ramp() {
+    let ramp = Ramp::new("change-lock", |_| {});
+    ramp.ok(&["ramp", "start"]);
+    let lock = ramp.dir.join("plan.json.state.json.lock");
+    // Held by a live process (this test): refused, nothing written.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("another rampart command"),
+        "{out}"
+    );
+    assert_eq!(ramp.records().len(), 1);
+    // status only reads, so it does not wait for the lock.
+    ramp.ok(&["ramp", "status"]);
+    // Left by a command that no longer runs (killed): taken over.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(&lock, format!("{dead}\n")).unwrap();
+    ramp.ok(&["ramp", "advance"]);
+    assert!(!lock.exists(), "released after the command");
+}
+
+#[test]
+fn the_plans_drift_pause_is_published_with_every_step() {
+    let drift_pause = json!({ "max_ratio": 0.2, "min_requests": 50, "window_seconds": 10 });
+    let block = drift_pause.clone();
+    let ramp = Ramp::new("drift-pause", move |p| p["drift_pause"] = block);
+    ramp.ok(&["ramp", "start"]);
+    assert_eq!(ramp.published()["drift_pause"], drift_pause);
+    ramp.ok(&["ramp", "advance"]);
+    assert_eq!(ramp.published()["drift_pause"], drift_pause);
+    assert_eq!(ramp.published()["ramp"]["percent"], 5.0);
 }
