@@ -259,11 +259,12 @@ struct StepWindow {
 }
 
 impl StepWindow {
-    /// Waits until the background client has sent every user once more.
+    /// Waits until the background client has sent every user once more (plus the
+    /// request that may have been in flight when this was called).
     fn wait_for_a_full_round(&self) {
         let start = self.completed.load(Ordering::SeqCst);
         eventually("a full round of background requests", || {
-            self.completed.load(Ordering::SeqCst) >= start + USERS
+            self.completed.load(Ordering::SeqCst) > start + USERS
         });
     }
 }

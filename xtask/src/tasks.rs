@@ -21,10 +21,20 @@ const WASM_MAX_BYTES: u64 = 256 * 1024;
 /// Envoy bootstrap for `demo`, relative to the repository root.
 const DEMO_CONFIG: &str = "envoy/demo.yaml";
 
-/// The demo's first ECDS resource (examples/contract.json) and the watched file the
-/// demo's Envoy reads it from, where `rampart ramp` commands publish later steps.
-const DEMO_ECDS_INITIAL: &str = "envoy/demo.ecds.json";
-const DEMO_ECDS_FILE: &str = "target/rampart-demo/rampart.ecds.json";
+/// The demo's working directory (see examples/ramp.json): the watched ECDS file the
+/// demo's Envoy reads and `rampart ramp` publishes to, the live config snapshot, and
+/// the ramp's state and audit log.
+const DEMO_DIR: &str = "target/rampart-demo";
+
+/// What each demo run starts from: `(source, file in DEMO_DIR)`. The first ECDS
+/// resource is examples/contract.json; the live config is the tested snapshot.
+const DEMO_START: &[(&str, &str)] = &[
+    ("envoy/demo.ecds.json", "rampart.ecds.json"),
+    ("examples/snapshot.json", "live-snapshot.json"),
+];
+
+/// Left by an earlier ramp; removed so `rampart ramp start` begins afresh.
+const DEMO_LEFTOVERS: &[&str] = &["ramp.state.json", "ramp.audit.jsonl"];
 
 /// Tools and artifacts ready for running the tests or the demo.
 struct Prepared {
@@ -153,18 +163,25 @@ pub fn demo(root: &Path) -> Result<()> {
     run_in_foreground(&mut envoy)
 }
 
-/// Starts every demo run from the example contract: a ramp left over from an
-/// earlier run would otherwise still be in force.
+/// Starts every demo run from the example contract with no ramp: a ramp left over
+/// from an earlier run would otherwise be out of step with the restarted Envoy.
 fn reset_demo_ecds(root: &Path) -> Result<()> {
-    let target = root.join(DEMO_ECDS_FILE);
-    let copy = || -> std::io::Result<()> {
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
+    let dir = root.join(DEMO_DIR);
+    let reset = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        for (source, name) in DEMO_START {
+            std::fs::copy(root.join(source), dir.join(name))?;
         }
-        std::fs::copy(root.join(DEMO_ECDS_INITIAL), &target).map(|_| ())
+        for name in DEMO_LEFTOVERS {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
     };
-    copy().map_err(|err| Error::new(format!("{}: {err}", target.display())))?;
-    println!("demo: filter configuration by ECDS from {DEMO_ECDS_FILE}");
+    reset().map_err(|err| Error::new(format!("{}: {err}", dir.display())))?;
+    println!("demo: {DEMO_DIR}: filter configuration by ECDS (examples/contract.json), live config = examples/snapshot.json, no ramp yet");
     Ok(())
 }
 
