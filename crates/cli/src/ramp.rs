@@ -979,8 +979,17 @@ pub fn audit_command(args: &[String]) -> Outcome {
         (None, None) => None,
     };
     let json_out = flags.switch("json");
-    let bytes = std::fs::read(&audit_path)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", audit_path.display())))?;
+    let bytes = match std::fs::read(&audit_path) {
+        Ok(bytes) => bytes,
+        // With a state to compare against, a missing log is a log with every record deleted.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && state_path.as_ref().is_some_and(|p| p.exists()) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(Failure::Usage(format!("{}: {e}", audit_path.display()))),
+    };
     match sub.as_str() {
         "verify" => {
             let state = match &state_path {

@@ -754,6 +754,9 @@ fn audit_verify_rejects_every_single_record_tampering() {
         write_lines(&ramp, &original[..i]);
         assert_rejected(&ramp, i + 1, &format!("truncate before record {}", i + 1));
     }
+    // The whole log deleted.
+    std::fs::remove_file(ramp.audit_path()).unwrap();
+    assert_rejected(&ramp, 1, "delete the log");
     // A changing command refuses a tampered log rather than extend it.
     let mut lines = original.clone();
     lines.remove(2);
