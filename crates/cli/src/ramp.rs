@@ -94,6 +94,7 @@ impl Ctx {
     /// Repairs what a crash between the three writes of a change left: a cut-off or
     /// missing last audit record (rewritten from the state), an unpublished contract.
     fn reconcile(&self, state: &State) -> Result<(), Failure> {
+        self.remove_leftovers();
         let bytes = read_log(&self.audit_path)?;
         let report = audit::verify(&bytes, Some((&state.audit, &state.last_record)));
         if let Some(finding) = &report.finding {
@@ -137,6 +138,26 @@ impl Ctx {
             );
         }
         Ok(())
+    }
+
+    /// Deletes temporary and pid files that killed commands left (the caller holds
+    /// the change lock).
+    fn remove_leftovers(&self) {
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let dir = |p: &Path| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let state_name = name(&self.state_path);
+        let state_dir = dir(&self.state_path);
+        crate::state::remove_leftovers(&state_dir, &format!(".{state_name}.tmp."));
+        crate::state::remove_leftovers(&state_dir, &format!("{state_name}.lock."));
+        let ecds = &self.plan.publish.ecds_path;
+        crate::state::remove_leftovers(&dir(ecds), &format!(".{}.tmp.", name(ecds)));
     }
 
     fn is_published(&self, contract: &Value) -> bool {
@@ -958,8 +979,17 @@ pub fn audit_command(args: &[String]) -> Outcome {
         (None, None) => None,
     };
     let json_out = flags.switch("json");
-    let bytes = std::fs::read(&audit_path)
-        .map_err(|e| Failure::Usage(format!("{}: {e}", audit_path.display())))?;
+    let bytes = match std::fs::read(&audit_path) {
+        Ok(bytes) => bytes,
+        // With a state to compare against, a missing log is a log with every record deleted.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && state_path.as_ref().is_some_and(|p| p.exists()) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(Failure::Usage(format!("{}: {e}", audit_path.display()))),
+    };
     match sub.as_str() {
         "verify" => {
             let state = match &state_path {

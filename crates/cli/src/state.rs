@@ -194,10 +194,7 @@ impl ChangeLock {
                         let owner = std::fs::read_to_string(&path).unwrap_or_default();
                         let owner = owner.trim().to_owned();
                         // Without /proc (not Linux) a leftover cannot be told from a live owner.
-                        let gone = Path::new("/proc/self").exists()
-                            && owner.parse::<u32>().is_ok()
-                            && !Path::new("/proc").join(&owner).exists();
-                        if !gone {
+                        if !process_gone(&owner) {
                             return Err(crate::Failure::NotAllowed(format!(
                                 "another rampart command (pid {owner}) is changing this ramp; if none runs, remove {}",
                                 path.display()
@@ -217,6 +214,32 @@ impl ChangeLock {
         })();
         let _ = std::fs::remove_file(&own);
         taken
+    }
+}
+
+/// Whether process `pid` has ended (only known where /proc exists).
+fn process_gone(pid: &str) -> bool {
+    Path::new("/proc/self").exists()
+        && pid.parse::<u32>().is_ok()
+        && !Path::new("/proc").join(pid).exists()
+}
+
+/// Removes what killed commands left in `dir`: files named `prefix` + a pid (+ more)
+/// whose process has ended — temporary files of atomic writes, pid files of locks.
+/// Call it holding the [`ChangeLock`], so no live command of this ramp is writing them.
+pub fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let pid = rest.split('.').next().unwrap_or_default();
+        if process_gone(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -754,6 +754,9 @@ fn audit_verify_rejects_every_single_record_tampering() {
         write_lines(&ramp, &original[..i]);
         assert_rejected(&ramp, i + 1, &format!("truncate before record {}", i + 1));
     }
+    // The whole log deleted.
+    std::fs::remove_file(ramp.audit_path()).unwrap();
+    assert_rejected(&ramp, 1, "delete the log");
     // A changing command refuses a tampered log rather than extend it.
     let mut lines = original.clone();
     lines.remove(2);
@@ -910,6 +913,20 @@ fn kill_9_at_random_points_leaves_a_valid_state_and_a_repairable_chain() {
     let (code, report) = ramp.verify();
     assert_eq!(code, 0, "{report}");
     assert_eq!(ramp.ok(&["ramp", "status"])["published"], true);
+    // Temporary and pid files of killed commands were cleaned up by the repairing one.
+    for dir in [ramp.dir.clone(), ramp.dir.join("ecds")] {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') || n.contains(".lock"))
+            .collect();
+        names.sort();
+        assert!(
+            names.is_empty(),
+            "left over in {}: {names:?}",
+            dir.display()
+        );
+    }
     let state = ramp.state();
     assert_eq!(report["head"]["seq"], state["audit"]["seq"]);
     assert_eq!(
