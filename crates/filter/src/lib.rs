@@ -9,13 +9,14 @@
 mod host;
 mod metrics;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use rampart::cache::DigestCache;
 use rampart::contract::safe_mode_route;
-use rampart::decide::{decide_with_pause, Decision, HostError, Reason, Request, Route};
+use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
 use rampart::drift_pause::{ratio_limit_text, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
 
@@ -57,6 +58,9 @@ struct Active {
     drift_pause: Option<DriftPause>,
     /// A shared-data error was logged already (once per configuration and VM).
     store_error_logged: Cell<bool>,
+    /// Recent input values → field digests, so repeated configs are not parsed and
+    /// hashed again (bounded, flood-resistant: see `rampart::cache`).
+    cache: RefCell<DigestCache>,
 }
 
 /// Safe mode: route everything to stable.
@@ -147,6 +151,7 @@ impl RootContext for Root {
                     metrics: Metrics::define(&plan),
                     drift_pause,
                     store_error_logged: Cell::new(false),
+                    cache: RefCell::new(DigestCache::new(plan.inputs.len())),
                     reject_body_start: format!(
                         "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                         plan.name
@@ -239,14 +244,19 @@ impl HttpContext for Flow {
 impl Flow {
     fn enforce(&mut self, active: &Active) -> Action {
         let plan = &active.plan;
-        let decision = match &active.drift_pause {
-            None => decide_with_pause(plan, false, &mut HostRequest),
-            Some(pause) => {
-                let decision = decide_with_pause(plan, pause.is_paused(), &mut HostRequest);
-                pause.record(&decision);
-                decision
-            }
+        let paused = active
+            .drift_pause
+            .as_ref()
+            .is_some_and(DriftPause::is_paused);
+        // A VM runs one callback at a time, so the borrow cannot clash; if it ever
+        // did, deciding without the cache gives the same answer.
+        let decision = match active.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_cached(plan, paused, &mut cache, &mut HostRequest),
+            Err(_) => rampart::decide_with_pause(plan, paused, &mut HostRequest),
         };
+        if let Some(pause) = &active.drift_pause {
+            pause.record(&decision);
+        }
         active.metrics.count(&decision);
         if !decision.issues.is_empty() {
             active.log_drift(&decision);
