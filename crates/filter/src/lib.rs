@@ -17,7 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use rampart::cache::DigestCache;
 use rampart::contract::safe_mode_route;
 use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
-use rampart::drift_pause::{ratio_limit_text, DriftPause, TickOutcome, Totals};
+use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
 
 use host::HostStore;
@@ -169,9 +169,9 @@ impl RootContext for Root {
                 State::SafeMode(SafeMode::new(&config, SafeModeMetrics::define()))
             }
         };
-        let previous = std::mem::replace(&mut self.state, Rc::new(state));
+        self.state = Rc::new(state);
         if let State::Active(active) = &*self.state {
-            active.start_drift_pause(&previous);
+            active.start_drift_pause();
         }
         true
     }
@@ -325,29 +325,19 @@ impl Flow {
 }
 
 impl Active {
-    /// At configuration time: adopts a pause still set for this contract and lock, ends
-    /// one the previous configuration's lock had, sets the gauge and starts the ticks.
-    fn start_drift_pause(&self, previous: &State) {
+    /// At configuration time: records this lock as the contract's current one (ending,
+    /// once per Envoy, a pause tripped under the previous lock), adopts a pause still
+    /// set for this contract and lock, sets the gauge and starts the ticks.
+    fn start_drift_pause(&self) {
         let name = &self.plan.name;
-        let new_key = self.drift_pause.as_ref().map(DriftPause::key);
-        if let State::Active(old) = previous {
-            if let Some(old_pause) = &old.drift_pause {
-                if new_key != Some(old_pause.key()) && old.plan.lock_id != self.plan.lock_id {
-                    match DriftPause::clear(&mut HostStore, old_pause.key()) {
-                        Ok(true) => log::info!(
-                            "rampart[{}]: drift pause cleared: lock {} replaced by {}",
-                            old.plan.name,
-                            old.plan.lock_id.short(12),
-                            self.plan.lock_id.short(12)
-                        ),
-                        Ok(false) => {}
-                        Err(HostError) => self.store_error("clearing the previous lock"),
-                    }
-                    if old.plan.name != *name {
-                        old.metrics.set_drift_paused(false);
-                    }
-                }
-            }
+        match switch_lock(&mut HostStore, name, &self.plan.lock_id) {
+            Ok(Some(old)) => log::info!(
+                "rampart[{name}]: drift pause cleared: lock {} replaced by {}",
+                old.short(12),
+                self.plan.lock_id.short(12)
+            ),
+            Ok(None) => {}
+            Err(HostError) => self.store_error("recording the lock"),
         }
         let Some(pause) = &self.drift_pause else {
             self.metrics.set_drift_paused(false);
