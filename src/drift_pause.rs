@@ -219,6 +219,41 @@ pub fn shared_key(contract: &str, lock: &Digest) -> String {
     format!("rampart.drift_pause.{contract}.{lock}")
 }
 
+/// The shared-data key naming the lock a contract currently runs under in this Envoy.
+pub fn current_lock_key(contract: &str) -> String {
+    format!("rampart.drift_pause.{contract}.current")
+}
+
+/// At configuration time, on every VM (a configuration push starts new VMs, so the
+/// previous configuration is only known through shared data): records `lock` as the
+/// contract's current lock. The one caller that moves it from another lock also ends
+/// a pause tripped under that lock, and gets that lock back to log the fact.
+pub fn switch_lock<S: SharedStore>(
+    store: &mut S,
+    contract: &str,
+    lock: &Digest,
+) -> Result<Option<Digest>, HostError> {
+    let key = current_lock_key(contract);
+    let text = lock.to_string();
+    for _ in 0..CAS_ATTEMPTS {
+        let (previous, cas) = match store.get(&key)? {
+            Some((bytes, cas)) => (Digest::parse_bytes(&bytes).ok(), cas),
+            None => (None, 0),
+        };
+        if previous == Some(*lock) {
+            return Ok(None);
+        }
+        if !store.set(&key, text.as_bytes(), cas)? {
+            continue;
+        }
+        return match previous {
+            Some(old) if DriftPause::clear(store, &shared_key(contract, &old))? => Ok(Some(old)),
+            _ => Ok(None),
+        };
+    }
+    Ok(None)
+}
+
 /// What a tick did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickOutcome {
@@ -620,6 +655,35 @@ mod tests {
         // Going back to the old lock later starts from a clean window.
         let back = DriftPause::new(policy(), "c", &lock());
         assert_eq!(back.start(&mut store), Ok(false));
+    }
+
+    #[test]
+    fn switching_locks_clears_the_old_pause_once() {
+        let mut store = MemoryStore::default();
+        let a = lock();
+        let b = Digest::of_bytes(b"approved");
+        // First configuration: nothing to clear, on any VM.
+        assert_eq!(switch_lock(&mut store, "c", &a), Ok(None));
+        assert_eq!(switch_lock(&mut store, "c", &a), Ok(None));
+        let old = DriftPause::new(policy(), "c", &a);
+        for _ in 0..100 {
+            old.record(&decision(Reason::Drift));
+        }
+        assert!(matches!(
+            old.tick(&mut store, 0),
+            Ok(TickOutcome::Tripped(_))
+        ));
+        // Every VM of the new configuration switches; only the first reports.
+        assert_eq!(switch_lock(&mut store, "c", &b), Ok(Some(a)));
+        assert_eq!(switch_lock(&mut store, "c", &b), Ok(None));
+        assert_eq!(
+            DriftPause::new(policy(), "c", &a).start(&mut store),
+            Ok(false)
+        );
+        // Another contract's lock is its own business.
+        assert_eq!(switch_lock(&mut store, "other", &a), Ok(None));
+        // Switching without a pause to end reports nothing.
+        assert_eq!(switch_lock(&mut store, "c", &a), Ok(None));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The data-plane drift pause in a real Envoy 1.40 with two workers: drift counted on
-//! both workers trips one shared pause, which sends everyone to stable.
+//! both workers trips one shared pause, which sends everyone to stable; pushing the
+//! same lock again by ECDS keeps it, pushing a new (approved) lock clears it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use rampart::snapshot::digest_of;
+use rampart::Json;
 use serde_json::{json, Value};
+use support::ecds::EcdsEnvoy;
 use support::{repo_root, Bootstrap, Client, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
@@ -56,6 +60,10 @@ fn served_by(r: &Response) -> &str {
 fn decision(r: &Response) -> &str {
     r.header("x-rampart-decision")
         .unwrap_or_else(|| panic!("no x-rampart-decision: {} {}", r.status, r.body))
+}
+
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
 }
 
 fn stat(envoy: &Envoy, name: &str) -> u64 {
@@ -197,4 +205,104 @@ fn drift_on_two_workers_trips_one_pause_for_everyone() {
         !log.contains("panicked") && !log.contains("wasm trap"),
         "{log}"
     );
+}
+
+/// The lock of the example snapshot with `tier` approved as `silver`.
+fn silver_lock() -> Value {
+    let snapshot = format!(r#"{{"flags":{FLAGS},"rev":"r42","tier":"silver"}}"#);
+    let whole = digest_of(&Json::parse(snapshot.as_bytes(), 16).unwrap());
+    let tier = digest_of(&Json::String("silver".into()));
+    let mut lock = contract_with_pause()["lock"].clone();
+    lock["digest"] = json!(whole.to_string());
+    lock["fields"]["tier"] = json!(tier.to_string());
+    lock
+}
+
+#[test]
+fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
+    let contract = contract_with_pause();
+    let ecds = EcdsEnvoy::start(
+        &Bootstrap::new().pre_filter(tenant_metadata_filter()),
+        &contract.to_string(),
+        ARGS,
+    );
+    let envoy = &ecds.envoy;
+    let mut clients = one_client_per_worker(envoy);
+    drift_on_both_workers(&mut clients);
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 1);
+    wait_until_paused_everywhere(&mut clients);
+
+    // The same lock again, with another debug header so each response tells which
+    // configuration decided it: still paused.
+    let mut same_lock = contract.clone();
+    same_lock["explain"]["response_header"] = json!("x-rampart-why");
+    same_lock["ramp"]["percent"] = json!(50);
+    ecds.publish(&same_lock.to_string());
+    ecds.wait_for_update(2);
+    eventually("the same-lock configuration on both workers", || {
+        for client in clients.iter_mut() {
+            let r = client.get("/", &headers("alice", "gold"));
+            match r.header("x-rampart-why") {
+                Some(why) if why.starts_with("route=stable reason=drift_paused") => {}
+                other => return Err(format!("{other:?} / {:?}", r.header("x-rampart-decision"))),
+            }
+        }
+        Ok(())
+    });
+    for client in clients.iter_mut() {
+        for _ in 0..10 {
+            let r = client.get("/", &headers("alice", "gold"));
+            assert_eq!(served_by(&r), "stable");
+            assert!(r
+                .header("x-rampart-why")
+                .unwrap()
+                .contains("reason=drift_paused"));
+        }
+    }
+    assert_eq!(stat(envoy, "drift_paused"), 1);
+    let log = envoy.wait_for_log("drift pause still in effect for lock sha256:57e6117d105a");
+    assert!(log.contains("approve and re-lock to resume"), "{log}");
+    assert_eq!(count_lines(&log, "drift pause cleared"), 0);
+
+    // The approved lock (tier silver) clears the pause: silver users reach the canary.
+    let mut relocked = contract.clone();
+    relocked["lock"] = silver_lock();
+    let new_short = relocked["lock"]["digest"].as_str().unwrap()[..19].to_owned();
+    ecds.publish(&relocked.to_string());
+    ecds.wait_for_update(3);
+    eventually("alice (tier silver) on the canary on both workers", || {
+        for client in clients.iter_mut() {
+            let r = client.get("/", &headers("alice", "silver"));
+            if served_by(&r) != "canary" {
+                return Err(decision(&r).to_owned());
+            }
+            assert!(decision(&r).contains(&format!("lock={new_short}")));
+        }
+        Ok(())
+    });
+    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 0);
+    let log = envoy.wait_for_log("drift pause cleared");
+    let cleared: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("drift pause cleared"))
+        .collect();
+    assert_eq!(cleared.len(), 1, "one line per Envoy: {cleared:#?}");
+    assert!(
+        cleared[0].contains(&format!(
+            "rampart[checkout-v2]: drift pause cleared: lock {LOCK_SHORT} replaced by {new_short}"
+        )),
+        "{}",
+        cleared[0]
+    );
+    // The new lock starts from a clean window: a few drifted requests do not trip it.
+    for client in clients.iter_mut() {
+        for _ in 0..5 {
+            let r = client.get("/", &headers("alice", "gold"));
+            assert_eq!(served_by(&r), "stable");
+            assert!(decision(&r).contains("reason=drift "), "{}", decision(&r));
+        }
+        let r = client.get("/", &headers("alice", "silver"));
+        assert_eq!(served_by(&r), "canary", "{}", decision(&r));
+    }
+    assert_eq!(count_lines(&envoy.log(), TRIP_LINE), 1);
 }

@@ -9,14 +9,15 @@
 mod host;
 mod metrics;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use rampart::cache::DigestCache;
 use rampart::contract::safe_mode_route;
-use rampart::decide::{decide_with_pause, Decision, HostError, Reason, Request, Route};
-use rampart::drift_pause::{ratio_limit_text, DriftPause, TickOutcome, Totals};
+use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
+use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
 
 use host::HostStore;
@@ -57,6 +58,9 @@ struct Active {
     drift_pause: Option<DriftPause>,
     /// A shared-data error was logged already (once per configuration and VM).
     store_error_logged: Cell<bool>,
+    /// Recent input values → field digests, so repeated configs are not parsed and
+    /// hashed again (bounded, flood-resistant: see `rampart::cache`).
+    cache: RefCell<DigestCache>,
 }
 
 /// Safe mode: route everything to stable.
@@ -147,6 +151,7 @@ impl RootContext for Root {
                     metrics: Metrics::define(&plan),
                     drift_pause,
                     store_error_logged: Cell::new(false),
+                    cache: RefCell::new(DigestCache::new(plan.inputs.len())),
                     reject_body_start: format!(
                         "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                         plan.name
@@ -164,9 +169,9 @@ impl RootContext for Root {
                 State::SafeMode(SafeMode::new(&config, SafeModeMetrics::define()))
             }
         };
-        let previous = std::mem::replace(&mut self.state, Rc::new(state));
+        self.state = Rc::new(state);
         if let State::Active(active) = &*self.state {
-            active.start_drift_pause(&previous);
+            active.start_drift_pause();
         }
         true
     }
@@ -239,14 +244,19 @@ impl HttpContext for Flow {
 impl Flow {
     fn enforce(&mut self, active: &Active) -> Action {
         let plan = &active.plan;
-        let decision = match &active.drift_pause {
-            None => decide_with_pause(plan, false, &mut HostRequest),
-            Some(pause) => {
-                let decision = decide_with_pause(plan, pause.is_paused(), &mut HostRequest);
-                pause.record(&decision);
-                decision
-            }
+        let paused = active
+            .drift_pause
+            .as_ref()
+            .is_some_and(DriftPause::is_paused);
+        // A VM runs one callback at a time, so the borrow cannot clash; if it ever
+        // did, deciding without the cache gives the same answer.
+        let decision = match active.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_cached(plan, paused, &mut cache, &mut HostRequest),
+            Err(_) => rampart::decide_with_pause(plan, paused, &mut HostRequest),
         };
+        if let Some(pause) = &active.drift_pause {
+            pause.record(&decision);
+        }
         active.metrics.count(&decision);
         if !decision.issues.is_empty() {
             active.log_drift(&decision);
@@ -315,29 +325,19 @@ impl Flow {
 }
 
 impl Active {
-    /// At configuration time: adopts a pause still set for this contract and lock, ends
-    /// one the previous configuration's lock had, sets the gauge and starts the ticks.
-    fn start_drift_pause(&self, previous: &State) {
+    /// At configuration time: records this lock as the contract's current one (ending,
+    /// once per Envoy, a pause tripped under the previous lock), adopts a pause still
+    /// set for this contract and lock, sets the gauge and starts the ticks.
+    fn start_drift_pause(&self) {
         let name = &self.plan.name;
-        let new_key = self.drift_pause.as_ref().map(DriftPause::key);
-        if let State::Active(old) = previous {
-            if let Some(old_pause) = &old.drift_pause {
-                if new_key != Some(old_pause.key()) && old.plan.lock_id != self.plan.lock_id {
-                    match DriftPause::clear(&mut HostStore, old_pause.key()) {
-                        Ok(true) => log::info!(
-                            "rampart[{}]: drift pause cleared: lock {} replaced by {}",
-                            old.plan.name,
-                            old.plan.lock_id.short(12),
-                            self.plan.lock_id.short(12)
-                        ),
-                        Ok(false) => {}
-                        Err(HostError) => self.store_error("clearing the previous lock"),
-                    }
-                    if old.plan.name != *name {
-                        old.metrics.set_drift_paused(false);
-                    }
-                }
-            }
+        match switch_lock(&mut HostStore, name, &self.plan.lock_id) {
+            Ok(Some(old)) => log::info!(
+                "rampart[{name}]: drift pause cleared: lock {} replaced by {}",
+                old.short(12),
+                self.plan.lock_id.short(12)
+            ),
+            Ok(None) => {}
+            Err(HostError) => self.store_error("recording the lock"),
         }
         let Some(pause) = &self.drift_pause else {
             self.metrics.set_drift_paused(false);
