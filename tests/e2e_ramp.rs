@@ -80,6 +80,7 @@ struct PlanOptions {
     max_drift_ratio: f64,
     metrics: Option<Value>,
     drift_pause: Option<Value>,
+    steps: Vec<f64>,
 }
 
 impl Default for PlanOptions {
@@ -89,6 +90,7 @@ impl Default for PlanOptions {
             max_drift_ratio: 0.01,
             metrics: None,
             drift_pause: None,
+            steps: STEPS.to_vec(),
         }
     }
 }
@@ -101,7 +103,7 @@ impl Ramp {
         let ecds = EcdsEnvoy::start_with(
             &bootstrap,
             &initial.to_string(),
-            &["--concurrency", "2"],
+            &["--concurrency", "2", "--component-log-level", "wasm:info"],
             |value| {
                 // Prometheus names as in the demo: rampart_<counter>{rampart_contract="…"}.
                 value["stats_config"] = json!({ "stats_tags": [{
@@ -121,7 +123,7 @@ impl Ramp {
             "contract": "contract.json",
             "snapshot": "snapshot.json",
             "live": { "file": "live.json" },
-            "steps": STEPS,
+            "steps": options.steps,
             "gates": {
                 "max_drift_ratio": options.max_drift_ratio,
                 "min_requests": options.min_requests,
@@ -719,6 +721,108 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
         ramp.side(&canary_user, &new_flags) == "canary"
     });
     ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
+    ramp.ecds.envoy.wait_for_log("drift pause cleared");
     let status = ramp.ramp_ok(&["status"]);
     assert_eq!(status["metrics"]["drift_paused"], false, "{status}");
+}
+
+/// A small deterministic generator for kill delays; the seed is printed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+#[test]
+fn advance_killed_at_random_points_under_load_leaves_envoy_serving_and_the_ramp_recoverable() {
+    // More steps than rounds, so the kills land in a running ramp.
+    let steps: Vec<f64> = (1..=40).map(|s| f64::from(s) * 2.5).collect();
+    let ramp = Ramp::start(PlanOptions {
+        min_requests: 1,
+        steps: steps.clone(),
+        ..PlanOptions::default()
+    });
+    let flags = flags_text();
+    let window = StepWindow {
+        settled: Arc::new(AtomicUsize::new(0)),
+        published: Arc::new(AtomicUsize::new(0)),
+        completed: Arc::new(AtomicUsize::new(0)),
+    };
+    let traffic = Traffic::start(ramp.main(), flags.clone(), window.clone());
+    ramp.ramp_ok(&["start"]);
+    // Kill delays spread over one command's run time, measured here.
+    let begun = Instant::now();
+    let output = ramp.advance_when_ready();
+    assert_eq!(output.status.code(), Some(0));
+    let span_us = u64::try_from(begun.elapsed().as_micros())
+        .unwrap()
+        .max(1000)
+        * 6
+        / 5;
+    let seed = u64::from(std::process::id()) ^ u64::try_from(begun.elapsed().as_nanos()).unwrap();
+    println!("kill delays below {span_us} µs, seed {seed}");
+    let mut rng = Lcg(seed);
+    let mut killed = 0;
+    for round in 0..25 {
+        let mut child = Command::new(rampart_cli())
+            .args(["ramp", "advance", "--plan"])
+            .arg(&ramp.plan)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_micros(rng.below(span_us)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        let status = child.wait().unwrap();
+        // Killed, advanced, completed, or waiting for requests.
+        assert!(
+            matches!(status.code(), None | Some(0) | Some(3) | Some(4)),
+            "round {round}: {status:?}"
+        );
+        // Whatever the kill interrupted, `status` reads a valid state.
+        let out = ramp.ramp_ok(&["status"]);
+        assert!(out["state"]["status"].is_string(), "round {round}: {out}");
+    }
+    println!("killed {killed} of 25 advances");
+    // The next commands repair any residue and finish the ramp.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ramp.ramp_ok(&["status"])["state"]["status"] != "completed" {
+        let output = ramp.advance_when_ready();
+        assert_eq!(output.status.code(), Some(0), "{}", parse_json(&output));
+        assert!(Instant::now() < deadline, "the ramp does not complete");
+    }
+    let verify = Command::new(rampart_cli())
+        .args(["audit", "verify", "--plan"])
+        .arg(&ramp.plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // Envoy never saw a torn or invalid resource and serves the last step.
+    let envoy = &ramp.ecds.envoy;
+    assert_eq!(envoy.counter(&support::ecds::update_rejected_stat()), 0);
+    assert_eq!(
+        envoy.counter(&format!(
+            "extension_config_discovery.http_filter.{}.update_failure",
+            support::ecds::FILTER_NAME
+        )),
+        0
+    );
+    ramp.wait_for_percent(100.0, &flags);
+    let (observations, failures) = traffic.finish();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(!observations.is_empty());
 }
