@@ -311,3 +311,15 @@ fn render_rejects_an_invalid_contract_naming_the_field() {
     assert!(stderr.contains("ramp.percent"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn render_from_a_plan_uses_the_plans_contract() {
+    let text = rampart_ok(&["render", "istio", "--plan", "examples/ramp.json"]);
+    let documents = yaml_documents(&text);
+    let kinds: Vec<&str> = documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["WasmPlugin", "VirtualService", "DestinationRule"]);
+    assert_eq!(documents[0]["spec"]["pluginConfig"], example_contract());
+}
