@@ -17,7 +17,47 @@ use rampart::snapshot::lock_from_snapshot;
 use rampart::{Json, Plan, Source};
 
 fn main() {
-    divan::main();
+    // `RAMPART_PROFILE=<scenario> [RAMPART_PROFILE_ITERATIONS=n]` runs one scenario in
+    // a plain loop instead, for an instruction profiler (valgrind --tool=callgrind).
+    match std::env::var("RAMPART_PROFILE") {
+        Ok(scenario) => profile(&scenario),
+        Err(_) => divan::main(),
+    }
+}
+
+fn profile(scenario: &str) {
+    let iterations: usize = std::env::var("RAMPART_PROFILE_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let plan = plan();
+    let mut cache = DigestCache::new(plan.inputs.len());
+    let tier = if scenario.contains("drift") {
+        "silver"
+    } else {
+        "gold"
+    };
+    let mut request = HostLike::new(&plan, "alice", CONFIG, tier);
+    for _ in 0..iterations {
+        match scenario {
+            "digest" => {
+                black_box(
+                    decode(Format::Json, black_box(CONFIG.as_bytes()), 8192, 16)
+                        .map(|v| v.digest())
+                        .ok(),
+                );
+            }
+            "match" | "drift" => {
+                black_box(decide(black_box(&plan), &mut request));
+            }
+            "match_cached" | "drift_cached" => {
+                black_box(decide_cached(&plan, false, &mut cache, &mut request));
+            }
+            other => {
+                panic!("unknown scenario {other}: digest, match, drift, match_cached, drift_cached")
+            }
+        }
+    }
 }
 
 /// A user config of 300-odd bytes, as apps send them: flags, a few settings, a list.

@@ -55,13 +55,12 @@ impl InputCache {
     fn tick(&mut self) -> u32 {
         self.clock = self.clock.wrapping_add(1);
         if self.clock == 0 {
-            // After 2^32 uses, restart the stamps without losing their order.
-            let mut order: Vec<usize> = (0..self.entries.len()).collect();
-            order.sort_by_key(|&i| self.entries[i].last);
-            for (stamp, i) in order.into_iter().enumerate() {
-                self.entries[i].last = stamp as u32;
+            // After 2^32 uses the stamps restart; the recency order is forgotten once
+            // (every entry looks equally old), which costs at most a few misses.
+            for e in &mut self.entries {
+                e.last = 0;
             }
-            self.clock = self.entries.len() as u32;
+            self.clock = 1;
         }
         self.clock
     }

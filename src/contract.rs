@@ -646,7 +646,10 @@ impl<'a> Fields<'a> {
                 .find(|(n, _)| n == s)
                 .map(|(_, v)| *v)
                 .ok_or_else(|| {
-                    ContractError::new(self.path(key), format!("{s:?} is not one of: {}", names()))
+                    ContractError::new(
+                        self.path(key),
+                        format!("{} is not one of: {}", quoted(s), names()),
+                    )
                 }),
             Some(other) => Err(self.wrong(key, &format!("one of: {}", names()), other)),
         }
@@ -995,9 +998,17 @@ fn compile_drift_pause(spec: &DriftPauseSpec) -> Result<DriftPausePolicy, Contra
     })
 }
 
+/// `text` as a JSON string, for error messages (the JSON escaping is in the module
+/// anyway; `{:?}` would pull in Rust's Debug escaping and its Unicode tables).
+fn quoted(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    crate::jcs::write_string(text, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn parse_digest(field: &str, text: &str) -> Result<Digest, ContractError> {
     text.parse::<Digest>()
-        .map_err(|e| ContractError::new(field, format!("{e}, got {text:?}")))
+        .map_err(|e| ContractError::new(field, format!("{e}, got {}", quoted(text))))
 }
 
 fn compile_source(
@@ -1045,7 +1056,8 @@ fn check_name(
         return Err(ContractError::new(
             field,
             format!(
-                "{name:?} is not a valid name: 1..={max} of a-z, 0-9, '_'{}",
+                "{} is not a valid name: 1..={max} of a-z, 0-9, '_'{}",
+                quoted(name),
                 if field == "contract" { ", '-'" } else { "" }
             ),
         ));
@@ -1059,7 +1071,10 @@ fn header_name(field: &str, name: &str) -> Result<String, ContractError> {
     if name.is_empty() || !name.chars().all(token) {
         return Err(ContractError::new(
             field,
-            format!("{name:?} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)"),
+            format!(
+                "{} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+                quoted(name)
+            ),
         ));
     }
     Ok(name.to_ascii_lowercase())
@@ -1073,7 +1088,7 @@ fn check_header_value(field: &str, value: &str) -> Result<(), ContractError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ContractError::new(
             field,
-            format!("{value:?} must be non-empty visible ASCII"),
+            format!("{} must be non-empty visible ASCII", quoted(value)),
         ));
     }
     Ok(())

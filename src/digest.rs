@@ -98,25 +98,57 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// Bytes gathered before they go to SHA-256: canonical JSON arrives in many tiny
+/// pieces (a quote, a colon, a key), and each `update` call has a fixed cost.
+const HASH_BUFFER: usize = 128;
+
 /// Streams canonical JSON straight into SHA-256, so no canonical text is ever built.
-#[derive(Clone, Default)]
-pub struct Hasher(Sha256);
+#[derive(Clone)]
+pub struct Hasher {
+    sha: Sha256,
+    buf: [u8; HASH_BUFFER],
+    len: usize,
+}
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher::new()
+    }
+}
 
 impl Hasher {
     /// A fresh hasher.
     pub fn new() -> Hasher {
-        Hasher(Sha256::new())
+        Hasher {
+            sha: Sha256::new(),
+            buf: [0; HASH_BUFFER],
+            len: 0,
+        }
     }
 
     /// The digest of everything written so far.
-    pub fn finish(self) -> Digest {
-        Digest(self.0.finalize().into())
+    pub fn finish(mut self) -> Digest {
+        self.sha.update(&self.buf[..self.len]);
+        Digest(self.sha.finalize().into())
     }
 }
 
 impl Sink for Hasher {
     fn put(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
+        let end = self.len + bytes.len();
+        if end <= HASH_BUFFER {
+            self.buf[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+            return;
+        }
+        self.sha.update(&self.buf[..self.len]);
+        self.len = 0;
+        if bytes.len() >= HASH_BUFFER {
+            self.sha.update(bytes);
+        } else {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
+        }
     }
 }
 
@@ -157,5 +189,19 @@ mod tests {
         h.put(b"{\"a\":");
         h.put(b"1}");
         assert_eq!(h.finish(), Digest::of_bytes(b"{\"a\":1}"));
+        // Pieces of every size around the buffer's, in every order.
+        let text: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1, 3, 63, 64, 65, 127, 128, 129, 300, 1000] {
+            let mut h = Hasher::new();
+            let mut at = 0;
+            let mut n = step;
+            while at < text.len() {
+                let end = (at + n).min(text.len());
+                h.put(&text[at..end]);
+                at = end;
+                n = if n == step { 1 } else { step };
+            }
+            assert_eq!(h.finish(), Digest::of_bytes(&text), "step {step}");
+        }
     }
 }

@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+mod parse;
+
 /// Where canonical bytes go: a buffer, or straight into a hash.
 pub trait Sink {
     /// Appends bytes.
@@ -71,12 +73,9 @@ pub const DEFAULT_MAX_DEPTH: usize = 128;
 impl Json {
     /// Parses JSON text, rejecting duplicate keys and nesting deeper than `max_depth`.
     pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Json, JsonError> {
-        // Bounding depth before the recursive parse keeps stack use fixed whatever
-        // a client sends.
-        if nesting_depth(bytes) > max_depth {
-            return Err(JsonError::TooDeep { limit: max_depth });
-        }
-        serde_json::from_slice(bytes).map_err(|e| JsonError::Invalid(e.to_string()))
+        // The parser counts its depth and stops at the limit, so stack use stays fixed
+        // whatever a client sends.
+        parse::document(bytes, max_depth)
     }
 
     /// Writes the canonical form into `sink`.
@@ -241,6 +240,24 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
     }
     if value == 0.0 {
         sink.put(b"0"); // also -0, per ES6
+        return;
+    }
+    // Integers below 2^53 (most config numbers) are written as their digits: every
+    // shorter digit string names another representable integer, so these are the
+    // shortest round-trip digits ES6 asks for, without the float formatter.
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        let mut n = value.abs() as u64;
+        let mut digits = [0u8; 16];
+        let mut at = digits.len();
+        while n > 0 {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        if value < 0.0 {
+            sink.put(b"-");
+        }
+        sink.put(&digits[at..]);
         return;
     }
     let mut text = StackText::<40>::new();
