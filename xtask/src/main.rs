@@ -4,6 +4,7 @@
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
 mod envoy;
+mod fuzz;
 mod process;
 mod tasks;
 
@@ -28,6 +29,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),
     ("ci", "lint, then test"),
+    (
+        "fuzz",
+        "libFuzzer on the core's parsers and the decision, bounded: [--seconds N] [TARGET...]",
+    ),
     ("help", "print this list"),
 ];
 
@@ -92,6 +97,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     let root = repo_root();
     match command.as_str() {
         "test" => tasks::test(&root, passthrough_args(rest)),
+        "fuzz" => fuzz::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
             match other {
