@@ -651,17 +651,28 @@ fn paused_contract_sends_everyone_to_stable() {
 #[test]
 fn demo_bootstrap_serves_the_example_contract() {
     let demo = std::fs::read_to_string(repo_root().join("envoy/demo.yaml")).unwrap();
-    // The contract embedded in the demo is examples/contract.json.
-    let start = demo.find("value: |").unwrap();
-    let block = &demo[start + "value: |".len()..];
-    let end = block.find("- name: envoy.filters.http.router").unwrap();
-    let embedded: Value = serde_json::from_str(&block[..end]).unwrap();
+    // The demo's filter comes by ECDS; its first resource carries examples/contract.json.
+    let mut initial: Value =
+        serde_json::from_slice(&std::fs::read(repo_root().join("envoy/demo.ecds.json")).unwrap())
+            .unwrap();
+    let config = &mut initial["resources"][0]["typed_config"]["config"];
+    let embedded: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
     assert_eq!(embedded, example_contract());
-    // Run it on free ports.
+    // Run it on free ports, from a directory of its own (the demo reads the watched
+    // file relative to its working directory), with the freshly built filter.
+    config["vm_config"]["code"]["local"]["filename"] =
+        Value::String(support::wasm_path().to_string_lossy().into_owned());
+    let cwd = support::TempDir::new("demo");
+    std::fs::create_dir_all(cwd.path().join("target/rampart-demo")).unwrap();
+    cwd.write(
+        "target/rampart-demo/rampart.ecds.json",
+        &initial.to_string(),
+    );
     let config = demo
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 9901", "port_value: 0");
-    let envoy = Envoy::start(&config);
+    let envoy = Envoy::start_with(&config, &[], Some(cwd.path()));
     let main = envoy.addr("main");
     let alice = get(main, "/", &matching("alice"));
     assert_eq!(
@@ -689,6 +700,12 @@ fn demo_bootstrap_serves_the_example_contract() {
 
 #[test]
 fn every_envoy_config_in_the_repo_validates() {
+    // Envoy checks that the demo's watched ECDS file exists; `cargo xtask demo` writes it.
+    let demo_ecds = repo_root().join("target/rampart-demo/rampart.ecds.json");
+    if !demo_ecds.exists() {
+        std::fs::create_dir_all(demo_ecds.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join("envoy/demo.ecds.json"), &demo_ecds).unwrap();
+    }
     let mut checked = 0;
     for dir in ["envoy", "examples"] {
         let Ok(entries) = std::fs::read_dir(repo_root().join(dir)) else {

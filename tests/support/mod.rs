@@ -9,6 +9,8 @@
 #![allow(dead_code)] // each test crate compiles its own copy and uses only part of it
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod ecds;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};

@@ -6,6 +6,7 @@
 mod envoy;
 mod fuzz;
 mod process;
+mod prometheus;
 mod tasks;
 
 use std::fmt;
@@ -24,7 +25,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "test",
-        "setup + wasm, then run the workspace tests against Envoy (args after `--` go to cargo test)",
+        "setup + wasm (+ Debian's prometheus if missing), then run the workspace tests against Envoy (args after `--` go to cargo test)",
     ),
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use crate::envoy;
 use crate::process::{self, cargo};
+use crate::prometheus;
 use crate::{Error, Result};
 
 /// The target the Envoy filter is compiled for.
@@ -19,6 +20,11 @@ const WASM_MAX_BYTES: u64 = 256 * 1024;
 
 /// Envoy bootstrap for `demo`, relative to the repository root.
 const DEMO_CONFIG: &str = "envoy/demo.yaml";
+
+/// The demo's first ECDS resource (examples/contract.json) and the watched file the
+/// demo's Envoy reads it from, where `rampart ramp` commands publish later steps.
+const DEMO_ECDS_INITIAL: &str = "envoy/demo.ecds.json";
+const DEMO_ECDS_FILE: &str = "target/rampart-demo/rampart.ecds.json";
 
 /// Tools and artifacts ready for running the tests or the demo.
 struct Prepared {
@@ -59,6 +65,10 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prepared = prepare(root)?;
     println!("test: RAMPART_ENVOY={}", prepared.envoy.display());
     println!("test: RAMPART_WASM={}", prepared.wasm.display());
+    // End-to-end tests of the root package drive the `rampart` command itself.
+    let cli = build_cli(root)?;
+    println!("test: RAMPART_CLI={}", cli.display());
+    let prometheus = prometheus::ensure()?;
     process::run(
         cargo()
             .args(["test", "--workspace"])
@@ -67,8 +77,22 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .args(cargo_test_args)
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
+            .env("RAMPART_CLI", &cli)
+            .env("RAMPART_PROMETHEUS", &prometheus)
             .current_dir(root),
     )
+}
+
+/// Builds the `rampart` command (debug, as `cargo test` does); returns its path.
+fn build_cli(root: &Path) -> Result<PathBuf> {
+    process::run(
+        cargo()
+            .args(["build", "-p", "rampart-cli"])
+            .current_dir(root),
+    )?;
+    Ok(target_dir(root)
+        .join("debug")
+        .join(format!("rampart{}", std::env::consts::EXE_SUFFIX)))
 }
 
 /// Checks formatting and runs clippy on every target that is built, denying warnings.
@@ -116,6 +140,7 @@ pub fn demo(root: &Path) -> Result<()> {
         )));
     }
     let prepared = prepare(root)?;
+    reset_demo_ecds(root)?;
     print_demo_usage();
     let mut envoy = Command::new(&prepared.envoy);
     envoy
@@ -126,6 +151,21 @@ pub fn demo(root: &Path) -> Result<()> {
         // The bootstrap names the filter by a path relative to the repository root.
         .current_dir(root);
     run_in_foreground(&mut envoy)
+}
+
+/// Starts every demo run from the example contract: a ramp left over from an
+/// earlier run would otherwise still be in force.
+fn reset_demo_ecds(root: &Path) -> Result<()> {
+    let target = root.join(DEMO_ECDS_FILE);
+    let copy = || -> std::io::Result<()> {
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(root.join(DEMO_ECDS_INITIAL), &target).map(|_| ())
+    };
+    copy().map_err(|err| Error::new(format!("{}: {err}", target.display())))?;
+    println!("demo: filter configuration by ECDS from {DEMO_ECDS_FILE}");
+    Ok(())
 }
 
 /// Lints, then tests: what CI runs.

@@ -8,6 +8,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// ECDS publishing: used by the ramp commands and `render`.
+#[allow(dead_code)]
+mod ecds;
+// `rampart render envoy|istio|envoy-gateway`.
+mod render;
+
 use rampart::bucket::{is_canary, BUCKETS};
 use rampart::contract::{Compare, ContractSpec};
 use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
@@ -26,6 +32,9 @@ USAGE:
                                              computed from snapshot S ({input: value})
   rampart bucket --contract C [--json] KEY...
                                              each key's sticky bucket (0..10000) and side
+  rampart render envoy|ecds|istio|envoy-gateway (--contract C | --plan P) [--out-dir DIR] [OPTIONS]
+                                             deployable config with exact-match routing
+                                             (`rampart render --help` lists the options)
   rampart version
 
 Exit codes: 0 ok, 1 invalid input (the message names the field), 2 usage or I/O error.";
@@ -66,6 +75,7 @@ fn run(args: &[String]) -> Outcome {
         "check" => check(rest),
         "lock" => lock(rest),
         "bucket" => bucket(rest),
+        "render" => render::render(rest),
         "version" | "--version" | "-V" => {
             println!("rampart {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -1,0 +1,142 @@
+//! Publishing a contract to Envoy by ECDS (extension config discovery) from a file.
+//!
+//! Envoy's HTTP filter entry names a `config_discovery` source with
+//! `path_config_source { path, watched_directory }`; Envoy re-reads the file when a
+//! file is moved into the watched directory. So publishing is an atomic replace: the
+//! new resource is written to a temporary file in the same directory, synced, and
+//! renamed over the old one. Envoy sees the old or the new configuration, never a
+//! torn one, and requests in flight keep the filter chain they started with.
+//!
+//! This module depends only on `std` and `serde_json` so the end-to-end tests can
+//! compile the very same code (`#[path]`) instead of a copy of the format.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{json, Value};
+
+/// Type URL of an ECDS resource: a named, typed extension configuration.
+pub const TYPED_EXTENSION_CONFIG: &str =
+    "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+
+/// Type URL of Envoy's wasm HTTP filter configuration.
+pub const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// The Rampart wasm filter configuration carrying `contract` as its plugin configuration.
+///
+/// `failure_policy: FAIL_CLOSED` is stated because a skipped filter would let a
+/// client-forged route header through. The VM settings never change between
+/// publishes, so Envoy keeps the base VM and only re-runs `on_configure`; the filter
+/// never fails `on_configure` (it falls back to safe mode), which keeps that cached
+/// VM healthy for the next publish.
+pub fn wasm_filter_config(wasm_path: &str, contract: &Value) -> Value {
+    json!({
+        "@type": WASM_FILTER,
+        "config": {
+            "name": "rampart",
+            "root_id": "rampart",
+            "vm_config": {
+                "vm_id": "rampart",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": { "local": { "filename": wasm_path } },
+            },
+            "failure_policy": "FAIL_CLOSED",
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                // Pretty text keeps `/config_dump` readable; the filter parses JSON either way.
+                "value": serde_json::to_string_pretty(contract).unwrap_or_else(|_| contract.to_string()),
+            },
+        },
+    })
+}
+
+/// The ECDS discovery response Envoy reads from the watched file: one
+/// `TypedExtensionConfig` named `filter_name` (the name the HTTP filter's
+/// `config_discovery` asks for) wrapping the Rampart wasm filter with `contract`.
+pub fn discovery_resource(filter_name: &str, wasm_path: &str, contract: &Value) -> Value {
+    json!({
+        "resources": [{
+            "@type": TYPED_EXTENSION_CONFIG,
+            "name": filter_name,
+            "typed_config": wasm_filter_config(wasm_path, contract),
+        }],
+    })
+}
+
+/// The HTTP filter entry that loads `filter_name` by ECDS from the file `path`,
+/// watching the file's directory for atomic replaces.
+pub fn http_filter_entry(filter_name: &str, path: &Path) -> Value {
+    let dir = parent_dir(path);
+    json!({
+        "name": filter_name,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": path.to_string_lossy(),
+                    "watched_directory": { "path": dir.to_string_lossy() },
+                },
+            },
+            "type_urls": [WASM_FILTER],
+        },
+    })
+}
+
+/// Writes the ECDS resource for `contract` to `path`, atomically replacing the
+/// watched file (temporary file in the same directory, fsync, rename, fsync of the
+/// directory), so Envoy applies it live.
+pub fn publish(
+    path: &Path,
+    filter_name: &str,
+    wasm_path: &str,
+    contract: &Value,
+) -> std::io::Result<()> {
+    let resource = discovery_resource(filter_name, wasm_path, contract);
+    let mut text = serde_json::to_string_pretty(&resource)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
+    text.push('\n');
+    replace_atomically(path, text.as_bytes())
+}
+
+/// Replaces `path` with `bytes` so readers see the old or the new content, never a
+/// torn one.
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // Distinct temporary names per call: two publishes from one process must not
+    // write into the same temporary file.
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} names no file", path.display()),
+            )
+        })?;
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

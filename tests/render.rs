@@ -1,0 +1,313 @@
+//! `rampart render`: the committed examples are exactly what the command produces,
+//! the Envoy bootstrap runs in a real Envoy, and the Istio / Envoy Gateway resources
+//! have the kinds, the contract and the safe exact-match routing they must have.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rampart::snapshot::lock_from_snapshot;
+use rampart::{ContractSpec, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use support::ecds::{rampart_cli, wait_for_update};
+use support::{get, repo_root, validate, wasm_path, Bootstrap, Envoy, TempDir};
+
+/// Each committed example: the render arguments and the directory they were written to.
+const EXAMPLES: &[(&[&str], &str)] = &[
+    (
+        &["render", "envoy", "--contract", "examples/contract.json"],
+        "examples/envoy-ecds",
+    ),
+    (
+        &["render", "istio", "--contract", "examples/contract.json"],
+        "examples/istio",
+    ),
+    (
+        &[
+            "render",
+            "envoy-gateway",
+            "--contract",
+            "examples/contract.json",
+        ],
+        "examples/envoy-gateway",
+    ),
+];
+
+/// The demo's first ECDS resource and the command that renders it.
+const DEMO_ECDS: (&[&str], &str) = (
+    &[
+        "render",
+        "ecds",
+        "--contract",
+        "examples/contract.json",
+        "--wasm",
+        "target/wasm32-unknown-unknown/release/rampart_filter.wasm",
+    ],
+    "envoy/demo.ecds.json",
+);
+
+fn rampart(args: &[&str]) -> Output {
+    // From the repository root, as the examples were rendered.
+    Command::new(rampart_cli())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap()
+}
+
+fn rampart_ok(args: &[&str]) -> String {
+    let output = rampart(args);
+    assert!(
+        output.status.success(),
+        "rampart {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn example_contract() -> Value {
+    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
+        .unwrap()
+}
+
+/// The YAML documents of a file, as JSON values.
+fn yaml_documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|document| Value::deserialize(document).unwrap())
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn committed_examples_are_what_render_produces() {
+    for (args, dir) in EXAMPLES {
+        let out = TempDir::new("render");
+        let out_dir = out.path().to_str().unwrap();
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--out-dir", out_dir]);
+        rampart_ok(&full);
+        let mut rendered: Vec<_> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        rendered.sort();
+        assert!(!rendered.is_empty());
+        for name in rendered {
+            let fresh = read(&out.path().join(&name));
+            let committed = read(&repo_root().join(dir).join(&name));
+            assert!(
+                fresh == committed,
+                "{dir}/{} is stale; regenerate it with: rampart {} --out-dir {dir}",
+                name.to_string_lossy(),
+                args.join(" ")
+            );
+        }
+    }
+    let (args, file) = DEMO_ECDS;
+    assert!(
+        rampart_ok(args) == read(&repo_root().join(file)),
+        "{file} is stale; regenerate it with: rampart {} > {file}",
+        args.join(" ")
+    );
+}
+
+/// The example contract reduced to its header input and locked to `flags`, so a
+/// plain Envoy (no tenant metadata, no node metadata) can match it.
+fn header_only_contract(flags: &Value, percent: f64) -> Value {
+    let mut contract = example_contract();
+    contract["inputs"] = json!({ "flags": contract["inputs"]["flags"].clone() });
+    contract["ramp"]["percent"] = percent.into();
+    contract.as_object_mut().unwrap().remove("lock");
+    let mut spec = ContractSpec::parse(contract.to_string().as_bytes()).unwrap();
+    let snapshot = Json::parse(
+        json!({ "flags": flags }).to_string().as_bytes(),
+        rampart::jcs::DEFAULT_MAX_DEPTH,
+    )
+    .unwrap();
+    spec.lock = Some(lock_from_snapshot(&spec, &snapshot).unwrap());
+    serde_json::to_value(&spec).unwrap()
+}
+
+#[test]
+fn rendered_envoy_bootstrap_validates_and_routes_by_exact_match() {
+    // The upstream: a plain Envoy answering `x-served-by: canary|stable` by the route header.
+    let upstream = Envoy::start(&Bootstrap::new().build());
+    let upstream_addr = upstream.addr("main").to_string();
+    let flags = json!({ "checkout_v2": true });
+    let dir = TempDir::new("render-envoy");
+    let contract_path = dir.write(
+        "contract.json",
+        &header_only_contract(&flags, 100.0).to_string(),
+    );
+    let ecds_path = dir.path().join("ecds").join("rampart.ecds.json");
+    std::fs::create_dir_all(ecds_path.parent().unwrap()).unwrap();
+    let wasm = wasm_path();
+    rampart_ok(&[
+        "render",
+        "envoy",
+        "--contract",
+        contract_path.to_str().unwrap(),
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+        "--ecds-path",
+        ecds_path.to_str().unwrap(),
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--canary",
+        &upstream_addr,
+        "--stable",
+        &upstream_addr,
+    ]);
+    // `render envoy` writes the resource beside the bootstrap; Envoy watches --ecds-path.
+    std::fs::rename(dir.path().join("rampart.ecds.json"), &ecds_path).unwrap();
+    let bootstrap_path = dir.path().join("envoy.yaml");
+    validate(&bootstrap_path).unwrap();
+
+    let envoy = Envoy::start(&read(&bootstrap_path));
+    wait_for_update(&envoy, 1);
+    let ingress = envoy.addr("ingress");
+    let flags_text = flags.to_string();
+    let matching = [
+        ("x-user-id", "alice"),
+        ("x-user-config", flags_text.as_str()),
+    ];
+    let canary = get(ingress, "/", &matching);
+    assert_eq!(canary.status, 200);
+    assert_eq!(canary.header("x-served-by"), Some("canary"));
+    // A forged route header without the locked config: the filter overwrites it.
+    let forged = get(
+        ingress,
+        "/",
+        &[("x-user-id", "alice"), ("x-rampart-route", "canary")],
+    );
+    assert_eq!(forged.header("x-served-by"), Some("stable"));
+    envoy.wait_for_counter("cluster.canary.upstream_rq_200", 1);
+    envoy.wait_for_counter("cluster.stable.upstream_rq_200", 1);
+}
+
+#[test]
+fn committed_envoy_example_validates() {
+    // The example names production paths; validate it with those pointing here.
+    let dir = TempDir::new("render-validate");
+    let ecds = dir.path().join("rampart.ecds.json");
+    std::fs::copy(
+        repo_root().join("examples/envoy-ecds/rampart.ecds.json"),
+        &ecds,
+    )
+    .unwrap();
+    let text = read(&repo_root().join("examples/envoy-ecds/envoy.yaml"))
+        .replace("/etc/envoy/rampart", dir.path().to_str().unwrap());
+    let config = dir.write("envoy.yaml", &text);
+    validate(&config).unwrap();
+    let resource: Value = serde_json::from_str(&read(&ecds)).unwrap();
+    let config = &resource["resources"][0]["typed_config"]["config"];
+    let embedded: Value =
+        serde_json::from_str(config["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(embedded, example_contract());
+    assert_eq!(config["failure_policy"], "FAIL_CLOSED");
+}
+
+#[test]
+fn istio_example_carries_the_contract_and_routes_by_exact_match() {
+    let plugin = yaml_documents(&read(&repo_root().join("examples/istio/wasmplugin.yaml")));
+    assert_eq!(plugin.len(), 1);
+    let plugin = &plugin[0];
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    assert_eq!(plugin["spec"]["pluginConfig"], example_contract());
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(plugin["spec"]["type"], "HTTP");
+    assert_eq!(plugin["spec"]["phase"], "AUTHZ");
+    assert!(plugin["spec"]["priority"].is_i64());
+    assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "frontend");
+
+    let routing = yaml_documents(&read(&repo_root().join("examples/istio/routing.yaml")));
+    let kinds: Vec<&str> = routing
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["VirtualService", "DestinationRule"]);
+    let service = &routing[0];
+    assert_eq!(service["apiVersion"], "networking.istio.io/v1");
+    let http = service["spec"]["http"].as_array().unwrap();
+    assert_eq!(http.len(), 2);
+    assert_eq!(
+        http[0]["match"],
+        json!([{ "headers": { "x-rampart-route": { "exact": "canary" } } }])
+    );
+    assert_eq!(http[0]["route"][0]["destination"]["subset"], "canary");
+    // The last route has no match: everything else, forged or unfiltered, is stable.
+    assert!(http[1].get("match").is_none());
+    assert_eq!(
+        http[1]["route"],
+        json!([{ "destination": { "host": "checkout", "subset": "stable" } }])
+    );
+    let rule = &routing[1];
+    assert_eq!(rule["apiVersion"], "networking.istio.io/v1");
+    let subsets: Vec<&str> = rule["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subsets, ["canary", "stable"]);
+}
+
+#[test]
+fn envoy_gateway_example_carries_the_contract_and_routes_by_exact_match() {
+    let policy = yaml_documents(&read(
+        &repo_root().join("examples/envoy-gateway/envoyextensionpolicy.yaml"),
+    ));
+    let policy = &policy[0];
+    assert_eq!(policy["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
+    assert_eq!(policy["kind"], "EnvoyExtensionPolicy");
+    assert_eq!(policy["spec"]["targetRefs"][0]["kind"], "HTTPRoute");
+    let wasm = &policy["spec"]["wasm"][0];
+    assert_eq!(wasm["config"], example_contract());
+    assert_eq!(wasm["failOpen"], false);
+    assert_eq!(wasm["code"]["type"], "Image");
+
+    let route = yaml_documents(&read(
+        &repo_root().join("examples/envoy-gateway/httproute.yaml"),
+    ));
+    let route = &route[0];
+    assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert_eq!(route["kind"], "HTTPRoute");
+    assert_eq!(
+        route["metadata"]["name"],
+        policy["spec"]["targetRefs"][0]["name"]
+    );
+    let rules = route["spec"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0]["matches"][0]["headers"],
+        json!([{ "type": "Exact", "name": "x-rampart-route", "value": "canary" }])
+    );
+    assert_eq!(rules[0]["backendRefs"][0]["name"], "checkout-canary");
+    // The default rule matches every path with no header condition.
+    assert!(rules[1]["matches"][0].get("headers").is_none());
+    assert_eq!(rules[1]["backendRefs"][0]["name"], "checkout-stable");
+}
+
+#[test]
+fn render_rejects_an_invalid_contract_naming_the_field() {
+    let dir = TempDir::new("render-bad");
+    let mut contract = example_contract();
+    contract["ramp"]["percent"] = json!(150.0);
+    let path = dir.write("contract.json", &contract.to_string());
+    let output = rampart(&["render", "istio", "--contract", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ramp.percent"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
