@@ -120,7 +120,7 @@ fn assert_es6_layout(text: &str) {
         && !mantissa.ends_with('.')
         && !(mantissa.contains('.') && mantissa.ends_with('0'))
         && !(mantissa.len() > 1 && mantissa.starts_with('0') && !mantissa.starts_with("0."));
-    let ok_exponent = exponent.is_none_or(|e| {
+    let ok_exponent = exponent.map_or(true, |e| {
         (e.starts_with('+') || e.starts_with('-'))
             && e.len() > 1
             && e[1..].chars().all(|c| c.is_ascii_digit())
