@@ -58,12 +58,23 @@ struct Hostile {
 
 impl Hostile {
     fn start(contract: &Value) -> Hostile {
-        let envoy = Envoy::start(
-            &Bootstrap::new()
-                .pre_filter(tenant_metadata_filter())
-                .plugin_config(&contract.to_string())
-                .build(),
-        );
+        let mut bootstrap = Bootstrap::new()
+            .pre_filter(tenant_metadata_filter())
+            .plugin_config(&contract.to_string())
+            .to_value();
+        // FAIL_RELOAD makes a trap visible in the stats (`vm_reload_backoff`, then
+        // `vm_reload` and a new VM); under the default FAIL_CLOSED only the 503s and
+        // the log would show it.
+        let filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["http_filters"]
+            .as_array_mut()
+            .unwrap();
+        let wasm = filters
+            .iter_mut()
+            .find(|f| f["name"] == "envoy.filters.http.wasm")
+            .unwrap();
+        wasm["typed_config"]["config"]["failure_policy"] = "FAIL_RELOAD".into();
+        let envoy = Envoy::start(&bootstrap.to_string());
         let health = wasm_health(&envoy);
         assert!(
             health["wasm.envoy.wasm.runtime.v8.active"] >= 2,
