@@ -7,6 +7,7 @@ mod envoy;
 mod fuzz;
 mod process;
 mod prometheus;
+mod soak;
 mod tasks;
 
 use std::fmt;
@@ -33,6 +34,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "fuzz",
         "libFuzzer on the core's parsers and the decision, bounded: [--seconds N] [TARGET...]",
+    ),
+    (
+        "soak",
+        "mixed traffic with contract reloads through Envoy: [--minutes N]; figures to RELIABILITY.md",
     ),
     ("help", "print this list"),
 ];
@@ -99,6 +104,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     match command.as_str() {
         "test" => tasks::test(&root, passthrough_args(rest)),
         "fuzz" => fuzz::run(&root, rest),
+        "soak" => soak::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
             match other {
