@@ -645,9 +645,7 @@ fn other_methods_and_protocol_versions_are_decided_alike() {
         Err(e) => panic!("HTTP/1.0: {e}"),
     }
     // A body on a drifted POST does not change the decision.
-    let post = format!(
-        "POST / HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\nx-user-config: {{}}\r\nx-tenant-tier: gold\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello"
-    );
+    let post = "POST / HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\nx-user-config: {}\r\nx-tenant-tier: gold\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
     let r = get_raw(h.envoy.addr("main"), post.as_bytes());
     h.check("POST with a body", &r, "stable", "drift");
     h.count(&["requests", "stable", "drift"]);

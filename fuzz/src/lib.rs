@@ -16,8 +16,11 @@ use rampart::jcs::{self, Json};
 use rampart::snapshot::{digest_of, lock_from_snapshot};
 use rampart::{decide as decide_request, ContractSpec, Plan, Reason, Request, Route, Source};
 
+/// A target's check: panics when a property fails for the input.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the directory of its seeds and regressions) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("jcs", jcs),
     ("number", number),
     ("contract", contract),
@@ -323,10 +326,13 @@ fn typed_contract() -> ContractSpec {
     spec
 }
 
+/// What reading one source returns.
+type Read = Result<Option<Vec<u8>>, HostError>;
+
 /// A request made of byte chunks: the sticky key, then each input in plan order.
 #[derive(Default)]
 struct Chunks {
-    values: Vec<(Source, Result<Option<Vec<u8>>, HostError>)>,
+    values: Vec<(Source, Read)>,
 }
 
 impl Request for Chunks {
