@@ -651,3 +651,43 @@ fn other_methods_and_protocol_versions_are_decided_alike() {
     h.count(&["requests", "stable", "drift"]);
     h.finish();
 }
+
+#[test]
+fn client_copies_stripped_at_the_edge_never_reach_the_filter() {
+    // As the README's security notes advise: the first filter removes the client's copy
+    // of a header that only a trusted source may fill, so a client stating the locked
+    // config itself gets `missing`, not a match.
+    let strip = json!({
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": { "request_mutations": [{ "remove": "x-user-config" }] },
+        },
+    });
+    let envoy = Envoy::start(
+        &Bootstrap::new()
+            .pre_filter(strip)
+            .pre_filter(tenant_metadata_filter())
+            .plugin_config(&example_contract().to_string())
+            .build(),
+    );
+    let r = get(
+        envoy.addr("main"),
+        "/",
+        &[
+            ("x-user-id", "alice"),
+            ("x-user-config", FLAGS),
+            ("x-tenant-tier", "gold"),
+            ("x-rampart-route", "canary"),
+        ],
+    );
+    assert_eq!(r.header("x-served-by"), Some("stable"));
+    assert_eq!(
+        r.header("x-rampart-decision")
+            .unwrap()
+            .split(" contract")
+            .next(),
+        Some("route=stable reason=missing fields=flags")
+    );
+    envoy.wait_for_counter(&format!("{PREFIX}.field.flags.missing"), 1);
+}
