@@ -209,7 +209,9 @@ fn hostile_config_values_are_drift_with_a_counted_reason() {
     let mut h = Hostile::start(&example_contract());
     let invalid = ["invalid_input", "field.flags.invalid"];
     // Limits: max_input_bytes 8192 and max_json_depth 16 in the example contract.
-    let over_limit = format!(r#"{{"pad":"{}"}}"#, "x".repeat(8192));
+    // `{"pad":"…"}` of 8193 bytes: one over the limit.
+    let over_limit = format!(r#"{{"pad":"{}"}}"#, "x".repeat(8193 - 10));
+    assert_eq!(over_limit.len(), 8193);
     let too_deep = format!("{}1{}", "[".repeat(17), "]".repeat(17));
     let at_depth = format!("{}1{}", "[".repeat(16), "]".repeat(16));
     let brackets_in_string = format!(r#"{{"s":"{}"}}"#, "[".repeat(100));
