@@ -10,6 +10,7 @@ use crate::jcs::Json;
 
 use crate::bucket::{threshold_for_percent, BucketSalt};
 use crate::digest::Digest;
+use crate::drift_pause::DriftPausePolicy;
 
 /// Most inputs a contract may declare; decisions track fields in a 32-bit set.
 pub const MAX_INPUTS: usize = 32;
@@ -40,6 +41,31 @@ pub struct ContractSpec {
     pub limits: LimitsSpec,
     /// How decisions are explained beyond metrics and filter state.
     pub explain: ExplainSpec,
+    /// Data-plane drift pause; off when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift_pause: Option<DriftPauseSpec>,
+}
+
+/// The data-plane drift pause as written: pause the canary for everyone when the drift
+/// ratio over a window exceeds `max_ratio` with at least `min_requests` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DriftPauseSpec {
+    /// Trip when (drifted + missing) / requests exceeds this; 0 <= x < 1.
+    pub max_ratio: f64,
+    /// Fewest requests in the window before it may trip.
+    pub min_requests: u64,
+    /// Length of the sliding window in seconds.
+    pub window_seconds: u64,
+}
+
+impl Default for DriftPauseSpec {
+    fn default() -> DriftPauseSpec {
+        DriftPauseSpec {
+            max_ratio: DriftPausePolicy::DEFAULT_MAX_RATIO,
+            min_requests: DriftPausePolicy::DEFAULT_MIN_REQUESTS,
+            window_seconds: u64::from(DriftPausePolicy::DEFAULT_WINDOW_SECONDS),
+        }
+    }
 }
 
 /// The route header and its values.
@@ -281,6 +307,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "paused",
     "limits",
     "explain",
+    "drift_pause",
 ];
 
 impl ContractSpec {
@@ -419,6 +446,19 @@ impl ContractSpec {
                 }
             }
         };
+        let drift_pause = match top.get("drift_pause") {
+            None => None,
+            Some(d) => {
+                let d = Fields::of(d, "drift_pause")?;
+                d.only(&["max_ratio", "min_requests", "window_seconds"])?;
+                let defaults = DriftPauseSpec::default();
+                Some(DriftPauseSpec {
+                    max_ratio: d.number_or("max_ratio", defaults.max_ratio)?,
+                    min_requests: d.integer_or("min_requests", defaults.min_requests)?,
+                    window_seconds: d.integer_or("window_seconds", defaults.window_seconds)?,
+                })
+            }
+        };
         let reject_status = top.integer_or("reject_status", u64::from(default_reject_status()))?;
         Ok(ContractSpec {
             contract: top.string("contract")?,
@@ -444,6 +484,7 @@ impl ContractSpec {
             paused: top.boolean_or("paused", false)?,
             limits,
             explain,
+            drift_pause,
         })
     }
 
@@ -555,6 +596,13 @@ impl<'a> Fields<'a> {
         match self.required(key)? {
             Json::Number(n) => Ok(*n),
             other => Err(self.wrong(key, "a number", other)),
+        }
+    }
+
+    fn number_or(&self, key: &str, default: f64) -> Result<f64, ContractError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.number(key),
         }
     }
 
@@ -700,6 +748,11 @@ pub struct Plan {
     pub log_interval_seconds: u32,
     /// The bucket hash, pre-seeded with the contract name.
     pub salt: BucketSalt,
+    /// What identifies the lock: `lock.digest`, or when only `lock.fields` is given, the
+    /// digest of the canonical `lock.fields` object. A drift pause holds until it changes.
+    pub lock_id: Digest,
+    /// The data-plane drift pause, when the contract asks for one.
+    pub drift_pause: Option<DriftPausePolicy>,
 }
 
 impl Plan {
@@ -856,6 +909,20 @@ impl Plan {
                 "must be between 1 and 128",
             ));
         }
+        let drift_pause = match &spec.drift_pause {
+            None => None,
+            Some(d) => Some(compile_drift_pause(d)?),
+        };
+        let lock_id = match (lock_digest, locked_fields) {
+            (Some(digest), _) => digest,
+            (None, fields) => Digest::of_canonical(|h| {
+                let mut members = Vec::new();
+                for (name, text) in fields.into_iter().flatten() {
+                    members.push((name.clone(), Json::String(text.clone())));
+                }
+                Json::Object(members).write_canonical(h);
+            }),
+        };
         let response_header = match &spec.explain.response_header {
             Some(h) => Some(header_name("explain.response_header", h)?),
             None => None,
@@ -881,6 +948,8 @@ impl Plan {
             response_header,
             log_interval_seconds: spec.explain.log_interval_seconds,
             salt: BucketSalt::new(&spec.contract),
+            lock_id,
+            drift_pause,
         })
     }
 
@@ -888,6 +957,42 @@ impl Plan {
     pub fn from_json(bytes: &[u8]) -> Result<Plan, ContractError> {
         ContractSpec::parse(bytes)?.compile()
     }
+}
+
+fn compile_drift_pause(spec: &DriftPauseSpec) -> Result<DriftPausePolicy, ContractError> {
+    if !(0.0..1.0).contains(&spec.max_ratio) {
+        return Err(ContractError::new(
+            "drift_pause.max_ratio",
+            format!(
+                "must be at least 0 and below 1 (0.05 = 5% of requests), got {}",
+                spec.max_ratio
+            ),
+        ));
+    }
+    if !(1..=DriftPausePolicy::MAX_MIN_REQUESTS).contains(&spec.min_requests) {
+        return Err(ContractError::new(
+            "drift_pause.min_requests",
+            format!(
+                "must be between 1 and {}",
+                DriftPausePolicy::MAX_MIN_REQUESTS
+            ),
+        ));
+    }
+    let max_window = DriftPausePolicy::MAX_WINDOW_SECONDS;
+    let window_seconds = u32::try_from(spec.window_seconds)
+        .ok()
+        .filter(|w| (1..=max_window).contains(w))
+        .ok_or_else(|| {
+            ContractError::new(
+                "drift_pause.window_seconds",
+                format!("must be between 1 and {max_window}"),
+            )
+        })?;
+    Ok(DriftPausePolicy {
+        max_ratio: spec.max_ratio,
+        min_requests: spec.min_requests,
+        window_seconds,
+    })
 }
 
 fn parse_digest(field: &str, text: &str) -> Result<Digest, ContractError> {
@@ -1246,6 +1351,84 @@ mod tests {
             |c| c["explain"] = json!({"response_header": "X Bad"}),
             "explain.response_header",
             "not an HTTP header name",
+        );
+    }
+
+    #[test]
+    fn drift_pause_is_off_by_default_and_validated() {
+        let plan = Plan::from_json(example().to_string().as_bytes()).unwrap();
+        assert_eq!(plan.drift_pause, None);
+        assert_eq!(plan.lock_id, plan.lock_digest.unwrap());
+
+        let mut c = example();
+        c["drift_pause"] = json!({});
+        let plan = Plan::from_json(c.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            plan.drift_pause,
+            Some(DriftPausePolicy {
+                max_ratio: 0.05,
+                min_requests: 100,
+                window_seconds: 30
+            })
+        );
+        c["drift_pause"] = json!({"max_ratio": 0.2, "min_requests": 5, "window_seconds": 1});
+        let spec = ContractSpec::parse(c.to_string().as_bytes()).unwrap();
+        // `rampart lock` writes the contract back: the field survives.
+        let written = serde_json::to_value(&spec).unwrap();
+        assert_eq!(written["drift_pause"]["max_ratio"], json!(0.2));
+        assert_eq!(written["drift_pause"]["window_seconds"], json!(1));
+
+        rejects(
+            |c| c["drift_pause"] = json!({"max_ratio": 1}),
+            "drift_pause.max_ratio",
+            "below 1",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!({"max_ratio": -0.1}),
+            "drift_pause.max_ratio",
+            "at least 0",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!({"max_ratio": "5%"}),
+            "drift_pause.max_ratio",
+            "must be a number",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!({"min_requests": 0}),
+            "drift_pause.min_requests",
+            "between 1 and",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!({"window_seconds": 3601}),
+            "drift_pause.window_seconds",
+            "between 1 and 3600",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!({"window": 30}),
+            "drift_pause.window",
+            "expected one of: max_ratio, min_requests, window_seconds",
+        );
+        rejects(
+            |c| c["drift_pause"] = json!(true),
+            "drift_pause",
+            "must be an object",
+        );
+    }
+
+    #[test]
+    fn lock_identity_without_a_whole_digest_follows_the_fields() {
+        let fields_only = |tier: &str| {
+            let mut c = example();
+            c["lock"].as_object_mut().unwrap().remove("digest");
+            c["lock"]["fields"]["tier"] = json!(tier);
+            Plan::from_json(c.to_string().as_bytes()).unwrap().lock_id
+        };
+        let a = fields_only(&crate::digest::Digest::of_bytes(b"\"gold\"").to_string());
+        let b = fields_only(&crate::digest::Digest::of_bytes(b"\"silver\"").to_string());
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            fields_only(&crate::digest::Digest::of_bytes(b"\"gold\"").to_string())
         );
     }
 

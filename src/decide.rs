@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::cache::DigestCache;
 use crate::contract::{Compare, Format, Input, OnDrift, OnMissing, Plan, Side, Source};
 use crate::digest::{Digest, Hasher};
 use crate::jcs::{self, Json, JsonError, Sink};
@@ -177,6 +178,8 @@ pub enum Reason {
     Missing,
     /// The contract is paused.
     Paused,
+    /// The data-plane drift pause tripped: too many requests drifted over its window.
+    DriftPaused,
     /// Config matched, but the request had no sticky key.
     Unkeyed,
     /// The contract was invalid: safe mode (the filter's, never returned by [`decide`]).
@@ -191,6 +194,7 @@ impl Reason {
             Reason::Drift => "drift",
             Reason::Missing => "missing",
             Reason::Paused => "paused",
+            Reason::DriftPaused => "drift_paused",
             Reason::Unkeyed => "unkeyed",
             Reason::InvalidContract => "invalid_contract",
         }
@@ -310,17 +314,51 @@ impl Decision {
 
 /// Decides for one request.
 pub fn decide<R: Request>(plan: &Plan, request: &mut R) -> Decision {
-    if plan.paused {
+    decide_with_pause(plan, false, request)
+}
+
+/// Decides for one request while the data-plane drift pause (`drift_paused`, kept by
+/// the caller, see [`crate::drift_pause`]) may hold: after `paused`, before the inputs.
+pub fn decide_with_pause<R: Request>(plan: &Plan, drift_paused: bool, request: &mut R) -> Decision {
+    decide_inner(plan, drift_paused, None, request)
+}
+
+/// [`decide_with_pause`], reusing the field digests of recently seen input values from
+/// `cache` (one per configuration and VM, see [`crate::cache`]) instead of parsing and
+/// hashing them again. Same decisions; only `lock.fields` comparisons use the cache.
+pub fn decide_cached<R: Request>(
+    plan: &Plan,
+    drift_paused: bool,
+    cache: &mut DigestCache,
+    request: &mut R,
+) -> Decision {
+    decide_inner(plan, drift_paused, Some(cache), request)
+}
+
+fn decide_inner<R: Request>(
+    plan: &Plan,
+    drift_paused: bool,
+    cache: Option<&mut DigestCache>,
+    request: &mut R,
+) -> Decision {
+    let paused = if plan.paused {
+        Some(Reason::Paused)
+    } else if drift_paused {
+        Some(Reason::DriftPaused)
+    } else {
+        None
+    };
+    if let Some(reason) = paused {
         return Decision {
             route: Route::Stable,
-            reason: Reason::Paused,
+            reason,
             bucket: None,
             observed: false,
             issues: Vec::new(),
         };
     }
     let issues = match plan.compare {
-        Compare::Fields => compare_fields(plan, request),
+        Compare::Fields => compare_fields(plan, request, cache),
         Compare::Snapshot(locked) => compare_snapshot(plan, locked, request),
     };
     let reason = if issues.iter().any(|i| !matches!(i.issue, Issue::Missing)) {
@@ -406,13 +444,52 @@ fn read_value<'b>(
     }
 }
 
-fn compare_fields<R: Request>(plan: &Plan, request: &mut R) -> Vec<FieldIssue> {
+/// The field digest of what was read for one input; `Ok(None)` means missing.
+fn observe_field<B: AsRef<[u8]>>(
+    plan: &Plan,
+    ix: usize,
+    input: &Input,
+    bytes: &Result<Option<B>, HostError>,
+    cache: Option<&mut DigestCache>,
+) -> Result<Option<Digest>, DecodeError> {
+    let Ok(Some(b)) = bytes else {
+        return read_value(plan, input, bytes).map(|v| v.map(|v| v.digest()));
+    };
+    let b = b.as_ref();
+    let limits = &plan.limits;
+    let decode_digest = || {
+        decode(
+            input.format,
+            b,
+            limits.max_input_bytes,
+            limits.max_json_depth,
+        )
+        .map(|v| v.digest())
+    };
+    match cache {
+        // Over-limit values are refused before any work; not worth a slot.
+        Some(cache) if b.len() <= limits.max_input_bytes => {
+            if let Some(outcome) = cache.lookup(ix, b) {
+                return outcome.map(Some);
+            }
+            let outcome = decode_digest();
+            cache.insert(ix, b, outcome);
+            outcome.map(Some)
+        }
+        _ => decode_digest().map(Some),
+    }
+}
+
+fn compare_fields<R: Request>(
+    plan: &Plan,
+    request: &mut R,
+    mut cache: Option<&mut DigestCache>,
+) -> Vec<FieldIssue> {
     let mut issues = Vec::new();
     for (ix, input) in plan.inputs.iter().enumerate() {
         let bytes = request.read(&input.source);
-        let issue = match read_value(plan, input, &bytes) {
-            Ok(Some(value)) => {
-                let observed = value.digest();
+        let issue = match observe_field(plan, ix, input, &bytes, cache.as_deref_mut()) {
+            Ok(Some(observed)) => {
                 if Some(observed) == input.locked {
                     continue;
                 }
@@ -596,6 +673,76 @@ mod tests {
         );
         assert_eq!((d.route, d.reason), (Route::Stable, Reason::Paused));
         assert!(d.issues.is_empty());
+    }
+
+    /// The cache changes no decision: the shared vectors and random inputs, decided
+    /// twice through one cache (miss, then hit), agree with the uncached decision.
+    #[test]
+    fn cached_decisions_equal_uncached_ones() {
+        let doc: J = serde_json::from_slice(
+            &std::fs::read(root().join("tests/vectors/decisions.json")).unwrap(),
+        )
+        .unwrap();
+        let plan = example_plan();
+        let mut cache = DigestCache::new(plan.inputs.len());
+        for _ in 0..2 {
+            for case in doc["cases"].as_array().unwrap() {
+                let plain = decide(&plan, &mut request_for(case, &doc["node_metadata"]));
+                let cached = decide_cached(
+                    &plan,
+                    false,
+                    &mut cache,
+                    &mut request_for(case, &doc["node_metadata"]),
+                );
+                assert_eq!(plain, cached, "{}", case["name"]);
+            }
+        }
+        assert!(!cache.is_empty());
+        let small = plan_with(|c| {
+            c["limits"] = serde_json::json!({"max_input_bytes": 64, "max_json_depth": 4})
+        });
+        let mut cache = DigestCache::new(small.inputs.len());
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = br#"{}[]":,0123456789.eE+-tfnrul\ ab"#;
+        for _ in 0..5_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Few distinct values, so hits happen.
+            let len = (state % 9) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((state >> (i * 5)) as usize) % 8])
+                .collect();
+            let req = || {
+                matching("u")
+                    .header("x-user-config", bytes.clone())
+                    .property(
+                        &["metadata", "filter_metadata", "tenant", "tier"],
+                        bytes.clone(),
+                    )
+            };
+            assert_eq!(
+                decide(&small, &mut req()),
+                decide_cached(&small, false, &mut cache, &mut req())
+            );
+        }
+    }
+
+    #[test]
+    fn drift_pause_sends_everyone_to_stable_after_a_static_pause() {
+        let d = decide_with_pause(&example_plan(), true, &mut matching("alice"));
+        assert_eq!((d.route, d.reason), (Route::Stable, Reason::DriftPaused));
+        assert_eq!(
+            d.summary(&example_plan()),
+            "route=stable reason=drift_paused"
+        );
+        let both = plan_with(|c| c["paused"] = J::Bool(true));
+        assert_eq!(
+            decide_with_pause(&both, true, &mut matching("alice")).reason,
+            Reason::Paused
+        );
+        let d = decide_with_pause(&example_plan(), false, &mut matching("alice"));
+        assert_eq!((d.route, d.reason), (Route::Canary, Reason::Match));
     }
 
     #[test]

@@ -7,13 +7,17 @@
 #![warn(missing_docs)]
 
 pub mod bucket;
+pub mod cache;
 pub mod contract;
 pub mod decide;
 pub mod digest;
+pub mod drift_pause;
 pub mod jcs;
 pub mod snapshot;
 
 pub use contract::{ContractError, ContractSpec, Plan, Side, Source};
-pub use decide::{decide, Decision, Reason, Request, Route, StaticRequest};
+pub use decide::{
+    decide, decide_cached, decide_with_pause, Decision, Reason, Request, Route, StaticRequest,
+};
 pub use digest::Digest;
 pub use jcs::Json;

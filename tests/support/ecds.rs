@@ -6,6 +6,7 @@
 //! what users run.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -128,8 +129,21 @@ impl EcdsEnvoy {
     /// Starts Envoy from `bootstrap` (without `plugin_config`) with `contract` as the
     /// first ECDS version; `extra_args` as for [`Envoy::start_with`].
     pub fn start(bootstrap: &Bootstrap, contract: &str, extra_args: &[&str]) -> Self {
+        Self::start_with(bootstrap, contract, extra_args, |_| {})
+    }
+
+    /// As [`EcdsEnvoy::start`], letting `adjust` change the bootstrap JSON first
+    /// (e.g. add `stats_config`).
+    pub fn start_with(
+        bootstrap: &Bootstrap,
+        contract: &str,
+        extra_args: &[&str],
+        adjust: impl FnOnce(&mut Value),
+    ) -> Self {
         let file = EcdsFile::new(contract);
-        let envoy = Envoy::start_with(&file.bootstrap(bootstrap), extra_args, None);
+        let mut value = file.bootstrap_value(bootstrap);
+        adjust(&mut value);
+        let envoy = Envoy::start_with(&value.to_string(), extra_args, None);
         wait_for_update(&envoy, 1);
         Self { envoy, file }
     }
@@ -155,10 +169,21 @@ pub fn wait_for_update(envoy: &Envoy, n: u64) {
     envoy.wait_for_counter(&update_success_stat(), n);
 }
 
-/// Waits (with the harness's timeout) until `check` holds: ECDS updates reach the
-/// worker threads shortly after the main thread counts them.
+/// How long [`eventually`] waits: its checks may send hundreds of requests each, on a
+/// machine busy with parallel tests.
+pub const EVENTUALLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until `check` holds, e.g. until ECDS updates reach the worker threads
+/// (shortly after the main thread counts them).
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    super::poll(what, || if check() { Ok(()) } else { Err(String::new()) });
+    let deadline = Instant::now() + EVENTUALLY_TIMEOUT;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {EVENTUALLY_TIMEOUT:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The `rampart` command the tests drive: `RAMPART_CLI` (set by `cargo xtask test`),

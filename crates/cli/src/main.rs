@@ -1,17 +1,23 @@
 //! `rampart`: the control plane's command line.
 //!
-//! Exit codes: 0 success; 1 the input was read but is not valid (bad JSON, bad
-//! contract, snapshot that does not fit); 2 usage error or unreadable file.
+//! Contract tools (`digest`, `check`, `lock`, `bucket`) and the ramp control plane:
+//! `ramp start|status|advance|pause|resume|revert|diff|approve` drive a plan of steps
+//! through three gates (live config has the locked digest; drift ratio and request
+//! count since the step began; bake time), publish each step to Envoy by ECDS, keep
+//! an atomically written state file, and record every change in a hash-chained audit
+//! log that `audit verify` checks.
+//!
+//! Exit codes: 0 success; 1 the input was read but does not pass (bad JSON, bad
+//! contract or plan, a gate that blocks, a config delta, a failed audit check);
+//! 2 usage error, unreadable file or unreachable endpoint; 3 not allowed in the
+//! ramp's current status; 4 a gate is still waiting (bake time, request count).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-// ECDS publishing: used by the ramp commands and `render`.
-#[allow(dead_code)]
-mod ecds;
-// `rampart render envoy|istio|envoy-gateway`.
+// `rampart render envoy|ecds|istio|envoy-gateway`.
 mod render;
 
 use rampart::bucket::{is_canary, BUCKETS};
@@ -37,14 +43,78 @@ USAGE:
                                              (`rampart render --help` lists the options)
   rampart version
 
-Exit codes: 0 ok, 1 invalid input (the message names the field), 2 usage or I/O error.";
+RAMP (a plan of steps; every command takes --plan P, and --json for one JSON object on stdout):
+  rampart ramp start   --plan P               lock the plan's snapshot, publish the first step
+  rampart ramp status  --plan P               state, live config vs lock, drift since the step
+                                             began, drift pause, bake time (writes nothing)
+  rampart ramp advance --plan P               gate 1 live config has the locked digest (else
+                                             block and print the delta), gate 2 drift ratio and
+                                             min requests, gate 3 bake time; then the next step
+  rampart ramp pause   --plan P [--reason T]  hold at the current step
+  rampart ramp resume  --plan P [--reason T]  continue a paused ramp, or a blocked one (config
+                                             block: only once the live config is the locked one)
+  rampart ramp revert  --plan P [--reason T]  everyone to stable at once (publishes 0%)
+  rampart ramp diff    --plan P               locked snapshot vs live: JSON pointers, old/new digests
+  rampart ramp approve --plan P --by NAME --reason TEXT [--expect-delta DIGEST]
+                                             accept the live config: binds old -> new digest and
+                                             the delta digest, re-locks, restarts or resumes (plan);
+                                             --expect-delta refuses if the delta is not the reviewed one
+  Options: --state FILE, --audit FILE (override the plan's), --by NAME (actor; default $USER)
+  rampart audit verify (--plan P | --audit FILE [--state FILE]) [--json]
+                                             check the hash chain; names the first bad record
+  rampart audit show   (--plan P | --audit FILE) [--json]
+
+Exit codes: 0 ok; 1 invalid input, gate blocked, config delta, audit check failed (the
+message names the field or record); 2 usage, I/O or network error; 3 not allowed in the
+ramp's current status; 4 a gate is waiting (bake time, min requests) — retry later.";
+
+mod audit;
+mod delta;
+// Publishing by ECDS; `http_filter_entry` serves the rendered bootstraps.
+#[allow(dead_code)]
+mod ecds;
+mod http;
+mod metrics;
+mod plan;
+mod ramp;
+mod state;
+mod time;
 
 /// A failure and the exit code it maps to.
-enum Failure {
-    /// Bad command line or unreadable/unwritable file.
+pub(crate) enum Failure {
+    /// Bad command line or unreadable/unwritable file (exit 2).
     Usage(String),
-    /// Input read but invalid.
+    /// Input read but invalid, a gate that blocks, a failed verification (exit 1).
     Invalid(String),
+    /// An I/O or network failure while the command line was fine (exit 2).
+    Io(String),
+    /// Not allowed in the ramp's current status (exit 3).
+    NotAllowed(String),
+    /// A gate is still waiting (bake time, request count); retry later (exit 4).
+    Waiting(String),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => 1,
+            Failure::Usage(_) | Failure::Io(_) => 2,
+            Failure::NotAllowed(_) => 3,
+            Failure::Waiting(_) => 4,
+        }
+    }
+
+    /// The message.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m)
+            | Failure::Invalid(m)
+            | Failure::Io(m)
+            | Failure::NotAllowed(m)
+            | Failure::Waiting(m) => m,
+        }
+    }
 }
 
 type Outcome = Result<(), Failure>;
@@ -53,14 +123,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Invalid(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
-            eprintln!("run `rampart help` for usage");
-            ExitCode::from(2)
+        Err(failure) => {
+            let prefix = match failure {
+                Failure::NotAllowed(_) => "not allowed",
+                Failure::Waiting(_) => "waiting",
+                _ => "error",
+            };
+            eprintln!("{prefix}: {}", failure.message());
+            if let Failure::Usage(_) = failure {
+                eprintln!("run `rampart help` for usage");
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -75,6 +148,8 @@ fn run(args: &[String]) -> Outcome {
         "check" => check(rest),
         "lock" => lock(rest),
         "bucket" => bucket(rest),
+        "ramp" => ramp::run(rest),
+        "audit" => ramp::audit_command(rest),
         "render" => render::render(rest),
         "version" | "--version" | "-V" => {
             println!("rampart {}", env!("CARGO_PKG_VERSION"));
@@ -89,14 +164,18 @@ fn run(args: &[String]) -> Outcome {
 }
 
 /// Parsed flags: `--name value` pairs, boolean switches, and positional arguments.
-struct Flags {
+pub(crate) struct Flags {
     values: Vec<(String, String)>,
     switches: Vec<String>,
     positional: Vec<String>,
 }
 
 impl Flags {
-    fn parse(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Flags, Failure> {
+    pub(crate) fn parse(
+        args: &[String],
+        with_value: &[&str],
+        switches: &[&str],
+    ) -> Result<Flags, Failure> {
         let mut flags = Flags {
             values: Vec::new(),
             switches: Vec::new(),
@@ -122,7 +201,7 @@ impl Flags {
         Ok(flags)
     }
 
-    fn value(&self, name: &str) -> Option<&str> {
+    pub(crate) fn value(&self, name: &str) -> Option<&str> {
         self.values
             .iter()
             .rev()
@@ -130,16 +209,16 @@ impl Flags {
             .map(|(_, v)| v.as_str())
     }
 
-    fn required(&self, name: &str) -> Result<&str, Failure> {
+    pub(crate) fn required(&self, name: &str) -> Result<&str, Failure> {
         self.value(name)
             .ok_or_else(|| Failure::Usage(format!("--{name} is required")))
     }
 
-    fn switch(&self, name: &str) -> bool {
+    pub(crate) fn switch(&self, name: &str) -> bool {
         self.switches.iter().any(|s| s == name)
     }
 
-    fn one_positional(&self, what: &str) -> Result<&str, Failure> {
+    pub(crate) fn one_positional(&self, what: &str) -> Result<&str, Failure> {
         match self.positional.as_slice() {
             [one] => Ok(one),
             [] => Err(Failure::Usage(format!("{what} is required"))),
@@ -289,7 +368,7 @@ fn bucket(args: &[String]) -> Outcome {
 
 /// Writes a file so that readers see the old or the new content, never a torn one:
 /// a temporary file in the same directory, fsync, rename, fsync of the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -310,4 +389,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Digest of the RFC 8785 canonical form of `value` (records, deltas, contracts).
+pub(crate) fn canonical_digest(value: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    match Json::parse(&bytes, DEFAULT_MAX_DEPTH) {
+        Ok(json) => digest_of(&json).to_string(),
+        // Deeper than any record or contract rampart writes; still a stable digest.
+        Err(_) => rampart::Digest::of_bytes(&bytes).to_string(),
+    }
 }

@@ -7,6 +7,7 @@
 use std::ptr::null_mut;
 
 use rampart::decide::HostError;
+use rampart::drift_pause::SharedStore;
 
 /// `MapType::HttpRequestHeaders` in the ABI.
 const REQUEST_HEADERS: u32 = 0;
@@ -14,6 +15,7 @@ const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
 const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_CAS_MISMATCH: u32 = 8;
 
 // The SDK declares the same imports with its own `Status` enum; at the wasm level both
 // are i32, and a raw integer cannot hold a value the enum does not know.
@@ -41,6 +43,21 @@ extern "C" {
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -180,5 +197,47 @@ pub fn send_local_response(
         Ok(())
     } else {
         Err(HostError)
+    }
+}
+
+/// Asks for `on_tick` every `period_ms` milliseconds on this VM (0: never).
+pub fn set_tick_period(period_ms: u32) -> Result<(), HostError> {
+    // SAFETY: plain value.
+    let status = unsafe { proxy_set_tick_period_milliseconds(period_ms) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostError)
+    }
+}
+
+/// Envoy's shared data (per `vm_id`, shared by the VMs of every worker).
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: pointers to live locals; a returned buffer was allocated through the
+        // module allocator and is adopted by `host_bytes`.
+        let bytes = unsafe {
+            let status =
+                proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas);
+            host_bytes(status, data, size)?
+        };
+        Ok(bytes.map(|b| (b, cas)))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<bool, HostError> {
+        // SAFETY: the host only reads the two buffers during the call.
+        let status = unsafe {
+            proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+        };
+        match status {
+            STATUS_OK => Ok(true),
+            STATUS_CAS_MISMATCH => Ok(false),
+            _ => Err(HostError),
+        }
     }
 }

@@ -9,14 +9,18 @@
 mod host;
 mod metrics;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
+use rampart::cache::DigestCache;
 use rampart::contract::safe_mode_route;
-use rampart::decide::{decide, Decision, HostError, Reason, Request, Route};
+use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
+use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
+
+use host::HostStore;
 
 use metrics::{Metrics, SafeModeMetrics};
 
@@ -50,6 +54,13 @@ struct Active {
     next_log_ns: Cell<u64>,
     /// Drifted requests not logged since the last line.
     suppressed: Cell<u64>,
+    /// The data-plane drift pause, when the contract has one.
+    drift_pause: Option<DriftPause>,
+    /// A shared-data error was logged already (once per configuration and VM).
+    store_error_logged: Cell<bool>,
+    /// Recent input values → field digests, so repeated configs are not parsed and
+    /// hashed again (bounded, flood-resistant: see `rampart::cache`).
+    cache: RefCell<DigestCache>,
 }
 
 /// Safe mode: route everything to stable.
@@ -108,22 +119,39 @@ impl RootContext for Root {
                 .unwrap_or_default();
         let state = match Plan::from_json(&config) {
             Ok(plan) => {
+                let drift_pause = match &plan.drift_pause {
+                    Some(p) => format!(
+                        "ratio > {} of >= {} requests in {}s",
+                        ratio_limit_text(p.max_ratio),
+                        p.min_requests,
+                        p.window_seconds
+                    ),
+                    None => "off".to_owned(),
+                };
                 log::info!(
-                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}",
+                    "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}, lock {}, drift_pause {}",
                     plan.name,
                     plan.inputs.len(),
                     plan.percent,
                     plan.threshold,
                     plan.on_drift.as_str(),
-                    plan.paused
+                    plan.paused,
+                    plan.lock_id.short(12),
+                    drift_pause
                 );
                 let mut tag = format!(" contract={}", plan.name);
                 if let Some(d) = plan.lock_digest {
                     tag.push_str(" lock=");
                     tag.push_str(&d.short(12));
                 }
+                let drift_pause = plan
+                    .drift_pause
+                    .map(|policy| DriftPause::new(policy, &plan.name, &plan.lock_id));
                 State::Active(Active {
                     metrics: Metrics::define(&plan),
+                    drift_pause,
+                    store_error_logged: Cell::new(false),
+                    cache: RefCell::new(DigestCache::new(plan.inputs.len())),
                     reject_body_start: format!(
                         "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                         plan.name
@@ -142,7 +170,16 @@ impl RootContext for Root {
             }
         };
         self.state = Rc::new(state);
+        if let State::Active(active) = &*self.state {
+            active.start_drift_pause();
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let State::Active(active) = &*self.state {
+            active.tick_drift_pause();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -207,7 +244,19 @@ impl HttpContext for Flow {
 impl Flow {
     fn enforce(&mut self, active: &Active) -> Action {
         let plan = &active.plan;
-        let decision = decide(plan, &mut HostRequest);
+        let paused = active
+            .drift_pause
+            .as_ref()
+            .is_some_and(DriftPause::is_paused);
+        // A VM runs one callback at a time, so the borrow cannot clash; if it ever
+        // did, deciding without the cache gives the same answer.
+        let decision = match active.cache.try_borrow_mut() {
+            Ok(mut cache) => decide_cached(plan, paused, &mut cache, &mut HostRequest),
+            Err(_) => rampart::decide_with_pause(plan, paused, &mut HostRequest),
+        };
+        if let Some(pause) = &active.drift_pause {
+            pause.record(&decision);
+        }
         active.metrics.count(&decision);
         if !decision.issues.is_empty() {
             active.log_drift(&decision);
@@ -276,6 +325,91 @@ impl Flow {
 }
 
 impl Active {
+    /// At configuration time: records this lock as the contract's current one (ending,
+    /// once per Envoy, a pause tripped under the previous lock), adopts a pause still
+    /// set for this contract and lock, sets the gauge and starts the ticks.
+    fn start_drift_pause(&self) {
+        let name = &self.plan.name;
+        match switch_lock(&mut HostStore, name, &self.plan.lock_id) {
+            Ok(Some(old)) => log::info!(
+                "rampart[{name}]: drift pause cleared: lock {} replaced by {}",
+                old.short(12),
+                self.plan.lock_id.short(12)
+            ),
+            Ok(None) => {}
+            Err(HostError) => self.store_error("recording the lock"),
+        }
+        let Some(pause) = &self.drift_pause else {
+            self.metrics.set_drift_paused(false);
+            let _ = host::set_tick_period(0);
+            return;
+        };
+        let paused = match pause.start(&mut HostStore) {
+            Ok(paused) => paused,
+            Err(HostError) => {
+                self.store_error("reading the window");
+                false
+            }
+        };
+        if paused {
+            log::info!(
+                "rampart[{name}]: drift pause still in effect for lock {}; approve and re-lock to resume",
+                self.plan.lock_id.short(12)
+            );
+        }
+        self.metrics.set_drift_paused(paused);
+        let tick = u32::try_from(pause.policy().tick_ms()).unwrap_or(1000);
+        if host::set_tick_period(tick).is_err() {
+            self.store_error("starting the tick");
+        }
+    }
+
+    /// Merges this worker's counts into the shared window; trips or follows the pause.
+    fn tick_drift_pause(&self) {
+        let Some(pause) = &self.drift_pause else {
+            return;
+        };
+        let now_ms = host::now_nanos() / 1_000_000;
+        match pause.tick(&mut HostStore, now_ms) {
+            Ok(TickOutcome::Tripped(totals)) => {
+                self.metrics.set_drift_paused(true);
+                self.log_trip(pause, totals);
+            }
+            Ok(TickOutcome::Joined) => self.metrics.set_drift_paused(true),
+            Ok(
+                TickOutcome::Idle
+                | TickOutcome::Merged
+                | TickOutcome::Contended
+                | TickOutcome::Paused,
+            ) => {}
+            Err(HostError) => self.store_error("merging the window"),
+        }
+    }
+
+    fn log_trip(&self, pause: &DriftPause, totals: Totals) {
+        let policy = pause.policy();
+        log::warn!(
+            "rampart[{}]: drift pause TRIPPED for lock {}: drift ratio {} > max {} over the last {}s ({} of {} requests drifted or missing); canary paused, all requests to stable until a new lock arrives",
+            self.plan.name,
+            self.plan.lock_id.short(12),
+            totals.ratio_text(),
+            ratio_limit_text(policy.max_ratio),
+            policy.window_seconds,
+            totals.drifted,
+            totals.requests
+        );
+    }
+
+    /// Shared data failing never pauses anything; it is said once per configuration.
+    fn store_error(&self, doing: &str) {
+        if !self.store_error_logged.replace(true) {
+            log::warn!(
+                "rampart[{}]: drift pause: shared data unavailable ({doing}); not pausing, still serving",
+                self.plan.name
+            );
+        }
+    }
+
     /// Logs drift at most once per interval per worker, with names and digests only.
     fn log_drift(&self, decision: &Decision) {
         let interval_ns = u64::from(self.plan.log_interval_seconds) * 1_000_000_000;

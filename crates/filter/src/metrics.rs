@@ -3,7 +3,7 @@
 //! Names (Envoy shows them under the `wasmcustom.` prefix in `/stats`):
 //! `rampart.<contract>.{requests,canary,stable,rejected,match,drift,missing,unkeyed,paused,observed,invalid_input}`,
 //! `rampart.<contract>.field.<input>.{drift,missing,invalid}`, gauges
-//! `rampart.<contract>.{threshold_bp,paused_flag}`, and for configurations that fail
+//! `rampart.<contract>.{threshold_bp,paused_flag,drift_paused}`, and for configurations that fail
 //! validation `rampart.invalid_config` (per load) and `rampart.safe_mode` (per request).
 
 use rampart::decide::{Decision, Issue, Reason, Route};
@@ -68,6 +68,8 @@ pub struct Metrics {
     observed: Option<u32>,
     invalid_input: Option<u32>,
     fields: Vec<FieldMetrics>,
+    /// Gauge: 1 while the data-plane drift pause holds.
+    drift_paused: Option<u32>,
 }
 
 impl Metrics {
@@ -75,6 +77,7 @@ impl Metrics {
     pub fn define(plan: &Plan) -> Metrics {
         let c = |name: &str| define(COUNTER, &format!("rampart.{}.{name}", plan.name));
         let metrics = Metrics {
+            drift_paused: define(GAUGE, &format!("rampart.{}.drift_paused", plan.name)),
             requests: c("requests"),
             canary: c("canary"),
             stable: c("stable"),
@@ -107,6 +110,11 @@ impl Metrics {
         metrics
     }
 
+    /// Sets the `drift_paused` gauge.
+    pub fn set_drift_paused(&self, paused: bool) {
+        record(self.drift_paused, u64::from(paused));
+    }
+
     /// Counts one decision.
     pub fn count(&self, decision: &Decision) {
         bump(self.requests);
@@ -120,7 +128,7 @@ impl Metrics {
             Reason::Drift => self.drift,
             Reason::Missing => self.missing,
             Reason::Unkeyed => self.unkeyed,
-            Reason::Paused => self.paused,
+            Reason::Paused | Reason::DriftPaused => self.paused,
             Reason::InvalidContract => None,
         });
         if decision.observed {

@@ -1,0 +1,170 @@
+//! Micro-benchmark of the core decision, natively: `cargo bench --bench decision`.
+//!
+//! The realistic contract of the benchmarks: the example contract's three inputs — a
+//! JSON config header of a few hundred bytes, one dynamic-metadata input, one
+//! node-metadata input — a sticky key, and a lock on every field. The request below
+//! hands out owned copies of its values, as the filter gets them from the host (a
+//! buffer the host allocates in the module per read).
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use divan::Bencher;
+use rampart::cache::DigestCache;
+use rampart::contract::{ContractSpec, Format};
+use rampart::decide::{decide, decide_cached, decode, HostError, Request};
+use rampart::snapshot::lock_from_snapshot;
+use rampart::{Json, Plan, Source};
+
+fn main() {
+    divan::main();
+}
+
+/// A user config of 300-odd bytes, as apps send them: flags, a few settings, a list.
+const CONFIG: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50,"locale":"de-DE","theme":"dark","experiments":{"one_click":false,"new_cart":true,"reco_model":"v3"},"limits":{"daily_orders":20,"cart_value_eur":2500.5},"regions":["eu-west-1","eu-central-1"],"payment_methods":["card","sepa","paypal"],"tier_features":{"priority_support":true,"beta_access":false}}"#;
+
+/// The same config, keys reordered and spaced out: the same digest.
+const CONFIG_REORDERED: &str = r#"{ "tier_features": {"beta_access": false, "priority_support": true}, "payment_methods": ["card","sepa","paypal"], "regions": ["eu-west-1","eu-central-1"], "limits": {"cart_value_eur": 2500.5, "daily_orders": 20}, "experiments": {"reco_model": "v3", "new_cart": true, "one_click": false}, "theme": "dark", "locale": "de-DE", "max_items": 50, "currency": "EUR", "checkout_v2": true }"#;
+
+fn plan() -> Plan {
+    let mut spec = ContractSpec::parse(include_bytes!("../examples/contract.json"))
+        .unwrap_or_else(|e| panic!("example contract: {e}"));
+    let snapshot = Json::parse(
+        format!(r#"{{"flags":{CONFIG},"tier":"gold","rev":"r42"}}"#).as_bytes(),
+        16,
+    )
+    .unwrap_or_else(|e| panic!("snapshot: {e}"));
+    spec.lock = Some(lock_from_snapshot(&spec, &snapshot).unwrap_or_else(|e| panic!("{e}")));
+    spec.compile().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A request as the filter sees it: values by property path, each read a fresh copy.
+struct HostLike {
+    values: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl HostLike {
+    fn new(plan: &Plan, user: &str, config: &str, tier: &str) -> HostLike {
+        let mut values = vec![(plan.sticky.wire().to_vec(), user.as_bytes().to_vec())];
+        for input in &plan.inputs {
+            let value: &str = match input.name.as_str() {
+                "flags" => config,
+                "tier" => tier,
+                "rev" => "r42",
+                other => panic!("unexpected input {other}"),
+            };
+            values.push((input.source.wire().to_vec(), value.as_bytes().to_vec()));
+        }
+        HostLike { values }
+    }
+}
+
+impl Request for HostLike {
+    type Bytes = Vec<u8>;
+
+    fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
+        let wire = source.wire();
+        Ok(self
+            .values
+            .iter()
+            .find(|(w, _)| w.as_slice() == wire)
+            .map(|(_, v)| v.clone()))
+    }
+}
+
+/// Matching config: checks every input, then the bucket (alice is on the canary).
+#[divan::bench]
+fn decide_match(bencher: Bencher) {
+    let plan = plan();
+    let mut request = HostLike::new(&plan, "alice", CONFIG, "gold");
+    assert_eq!(decide(&plan, &mut request).reason.as_str(), "match");
+    bencher.bench_local(|| decide(black_box(&plan), black_box(&mut request)));
+}
+
+/// The same config with other key order and whitespace: canonicalization matters.
+#[divan::bench]
+fn decide_match_reordered(bencher: Bencher) {
+    let plan = plan();
+    let mut request = HostLike::new(&plan, "alice", CONFIG_REORDERED, "gold");
+    assert_eq!(decide(&plan, &mut request).reason.as_str(), "match");
+    bencher.bench_local(|| decide(black_box(&plan), black_box(&mut request)));
+}
+
+/// Drifted tier: every input is still read and digested; no bucket.
+#[divan::bench]
+fn decide_drift(bencher: Bencher) {
+    let plan = plan();
+    let mut request = HostLike::new(&plan, "alice", CONFIG, "silver");
+    assert_eq!(decide(&plan, &mut request).reason.as_str(), "drift");
+    bencher.bench_local(|| decide(black_box(&plan), black_box(&mut request)));
+}
+
+/// Matching config through the per-VM cache, as the filter decides (warm cache).
+#[divan::bench]
+fn decide_match_cached(bencher: Bencher) {
+    let plan = plan();
+    let mut cache = DigestCache::new(plan.inputs.len());
+    let mut request = HostLike::new(&plan, "alice", CONFIG, "gold");
+    assert_eq!(
+        decide_cached(&plan, false, &mut cache, &mut request)
+            .reason
+            .as_str(),
+        "match"
+    );
+    bencher.bench_local(|| {
+        decide_cached(black_box(&plan), false, &mut cache, black_box(&mut request))
+    });
+}
+
+/// Drifted tier through the warm cache (a drifted config that keeps coming back).
+#[divan::bench]
+fn decide_drift_cached(bencher: Bencher) {
+    let plan = plan();
+    let mut cache = DigestCache::new(plan.inputs.len());
+    let mut request = HostLike::new(&plan, "alice", CONFIG, "silver");
+    assert_eq!(
+        decide_cached(&plan, false, &mut cache, &mut request)
+            .reason
+            .as_str(),
+        "drift"
+    );
+    bencher.bench_local(|| {
+        decide_cached(black_box(&plan), false, &mut cache, black_box(&mut request))
+    });
+}
+
+/// What the filter derives per request beyond the decision: the one-line summary.
+#[divan::bench]
+fn decide_match_and_summary(bencher: Bencher) {
+    let plan = plan();
+    let mut request = HostLike::new(&plan, "alice", CONFIG, "gold");
+    bencher.bench_local(|| {
+        let decision = decide(black_box(&plan), black_box(&mut request));
+        let mut summary = String::with_capacity(128);
+        decision.write_summary(&plan, &mut summary);
+        summary
+    });
+}
+
+/// The config header alone: strict parse, canonical form and SHA-256.
+#[divan::bench]
+fn digest_config_header(bencher: Bencher) {
+    bencher.bench_local(|| {
+        decode(Format::Json, black_box(CONFIG.as_bytes()), 8192, 16)
+            .map(|value| value.digest())
+            .ok()
+    });
+}
+
+/// The parse alone, for profiling.
+#[divan::bench]
+fn parse_config_header(bencher: Bencher) {
+    bencher.bench_local(|| Json::parse(black_box(CONFIG.as_bytes()), 16).ok());
+}
+
+/// The sticky bucket alone (one SHA-256 of a short key).
+#[divan::bench]
+fn sticky_bucket(bencher: Bencher) {
+    let plan = plan();
+    bencher.bench_local(|| plan.salt.bucket(black_box(b"alice")));
+}

@@ -1,0 +1,230 @@
+//! Reading the filter's counters for the drift gate: from an Envoy admin endpoint or
+//! from a Prometheus server that scrapes Envoy.
+
+use serde::{Deserialize, Serialize};
+
+use crate::http;
+
+/// Where the drift gate reads the filter's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsSource {
+    /// An Envoy admin endpoint, `http://host:port`; reads `/stats`.
+    EnvoyAdmin(String),
+    /// A Prometheus server, `http://host:port`; reads `/api/v1/query`.
+    Prometheus(String),
+}
+
+impl MetricsSource {
+    /// `envoy_admin URL` or `prometheus URL`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            MetricsSource::EnvoyAdmin(url) => format!("envoy_admin {url}"),
+            MetricsSource::Prometheus(url) => format!("prometheus {url}"),
+        }
+    }
+}
+
+/// The contract's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Requests the filter decided.
+    pub requests: u64,
+    /// Requests whose config differed from the lock.
+    pub drift: u64,
+    /// Requests that lacked an input.
+    pub missing: u64,
+}
+
+impl Counters {
+    /// The counts since `baseline`. A counter below its baseline means Envoy restarted
+    /// (counters start again at zero), so the whole current value is counted.
+    pub fn since(self, baseline: Counters) -> Counters {
+        if self.requests < baseline.requests
+            || self.drift < baseline.drift
+            || self.missing < baseline.missing
+        {
+            return self;
+        }
+        Counters {
+            requests: self.requests - baseline.requests,
+            drift: self.drift - baseline.drift,
+            missing: self.missing - baseline.missing,
+        }
+    }
+
+    /// (drift + missing) / requests; 0 without requests.
+    pub fn drift_ratio(self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        (self.drift.saturating_add(self.missing)) as f64 / self.requests as f64
+    }
+}
+
+/// A reading: the counters and, where the filter exports it, the drift-pause gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The counters now.
+    pub counters: Counters,
+    /// Whether the filter's data-plane drift pause is on; `None` if not exported.
+    pub drift_paused: Option<bool>,
+}
+
+/// Reads the counters of `contract` from `source`. A counter not exported yet (no
+/// request decided since Envoy started) reads as 0.
+pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
+    match source {
+        MetricsSource::EnvoyAdmin(url) => {
+            let url = format!(
+                "{}/stats?filter={}",
+                url.trim_end_matches('/'),
+                http::encode_query(r"^wasmcustom\.rampart\.")
+            );
+            let body = http::get(&url)?;
+            Ok(parse_admin_stats(&String::from_utf8_lossy(&body), contract))
+        }
+        MetricsSource::Prometheus(url) => {
+            let base = url.trim_end_matches('/');
+            let query = |metric: &str, agg: &str| -> Result<Option<f64>, String> {
+                let promql = format!(
+                    "{agg}(rampart_{metric}{{rampart_contract=\"{}\"}})",
+                    promql_escape(contract)
+                );
+                let url = format!("{base}/api/v1/query?query={}", http::encode_query(&promql));
+                parse_prometheus_scalar(&http::get(&url)?).map_err(|e| format!("{url}: {e}"))
+            };
+            let count = |metric: &str| -> Result<u64, String> {
+                Ok(query(metric, "sum")?.map_or(0, |v| v.max(0.0).round() as u64))
+            };
+            Ok(Reading {
+                counters: Counters {
+                    requests: count("requests")?,
+                    drift: count("drift")?,
+                    missing: count("missing")?,
+                },
+                drift_paused: query("drift_paused", "max")?.map(|v| v > 0.0),
+            })
+        }
+    }
+}
+
+fn promql_escape(text: &str) -> String {
+    text.replace('\\', r"\\").replace('"', "\\\"")
+}
+
+/// Parses Envoy's text `/stats` (`name: value` lines).
+fn parse_admin_stats(text: &str, contract: &str) -> Reading {
+    let prefix = format!("wasmcustom.rampart.{contract}.");
+    let mut reading = Reading {
+        counters: Counters::default(),
+        drift_paused: None,
+    };
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(": ") else {
+            continue;
+        };
+        let Some(metric) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        match metric {
+            "requests" => reading.counters.requests = value,
+            "drift" => reading.counters.drift = value,
+            "missing" => reading.counters.missing = value,
+            "drift_paused" => reading.drift_paused = Some(value > 0),
+            _ => {}
+        }
+    }
+    reading
+}
+
+/// The value of an instant-query answer: `None` for an empty result (no series yet).
+fn parse_prometheus_scalar(body: &[u8]) -> Result<Option<f64>, String> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not a Prometheus answer: {e}"))?;
+    if answer["status"] != "success" {
+        return Err(format!(
+            "query failed: {}",
+            answer["error"].as_str().unwrap_or("no error text")
+        ));
+    }
+    let Some(first) = answer["data"]["result"].as_array().and_then(|r| r.first()) else {
+        return Ok(None);
+    };
+    let text = first["value"][1]
+        .as_str()
+        .ok_or("a result without a value")?;
+    text.parse::<f64>()
+        .map(Some)
+        .map_err(|_| format!("value `{text}` is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_stats_pick_the_contracts_counters() {
+        let text = "wasmcustom.rampart.checkout-v2.requests: 120\n\
+                    wasmcustom.rampart.checkout-v2.drift: 3\n\
+                    wasmcustom.rampart.checkout-v2.missing: 2\n\
+                    wasmcustom.rampart.checkout-v2.drift_paused: 1\n\
+                    wasmcustom.rampart.checkout-v2.field.flags.drift: 3\n\
+                    wasmcustom.rampart.other.requests: 999\n";
+        let r = parse_admin_stats(text, "checkout-v2");
+        assert_eq!(
+            r.counters,
+            Counters {
+                requests: 120,
+                drift: 3,
+                missing: 2
+            }
+        );
+        assert_eq!(r.drift_paused, Some(true));
+        assert_eq!(parse_admin_stats("", "x").drift_paused, None);
+    }
+
+    #[test]
+    fn deltas_survive_a_counter_reset() {
+        let base = Counters {
+            requests: 100,
+            drift: 5,
+            missing: 0,
+        };
+        let now = Counters {
+            requests: 150,
+            drift: 6,
+            missing: 1,
+        };
+        assert_eq!(
+            now.since(base),
+            Counters {
+                requests: 50,
+                drift: 1,
+                missing: 1
+            }
+        );
+        let restarted = Counters {
+            requests: 10,
+            drift: 1,
+            missing: 0,
+        };
+        assert_eq!(restarted.since(base), restarted);
+        assert!((now.since(base).drift_ratio() - 0.04).abs() < 1e-12);
+        assert_eq!(Counters::default().drift_ratio(), 0.0);
+    }
+
+    #[test]
+    fn prometheus_answers() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1.5,"42"]}]}}"#;
+        assert_eq!(parse_prometheus_scalar(ok).unwrap(), Some(42.0));
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse_prometheus_scalar(empty).unwrap(), None);
+        let bad = br#"{"status":"error","error":"parse error"}"#;
+        assert!(parse_prometheus_scalar(bad)
+            .unwrap_err()
+            .contains("parse error"));
+    }
+}

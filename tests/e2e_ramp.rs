@@ -1,0 +1,723 @@
+//! A whole ramp against a real Envoy (`--concurrency 2`): the `rampart ramp` commands
+//! publish each step by ECDS while a client keeps sending requests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rampart::bucket::{bucket, is_canary, threshold_for_percent};
+use serde_json::{json, Value};
+use support::ecds::{eventually, rampart_cli, EcdsEnvoy};
+use support::{get, repo_root, Bootstrap, Client, TempDir};
+
+const CONTRACT: &str = "checkout-v2";
+const STEPS: [f64; 5] = [1.0, 5.0, 25.0, 50.0, 100.0];
+/// Sticky users the tests send; enough that every step has canary users.
+const USERS: usize = 400;
+
+fn example(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(repo_root().join("examples").join(name)).unwrap())
+        .unwrap()
+}
+
+fn user(index: usize) -> String {
+    format!("user-{index}")
+}
+
+/// Whether `user` is on the canary at `percent`: the core's sticky bucket function.
+fn expected_canary(user: &str, percent: f64) -> bool {
+    is_canary(
+        bucket(CONTRACT, user.as_bytes()),
+        threshold_for_percent(percent),
+    )
+}
+
+/// `header_to_metadata`: `x-tenant-tier` → dynamic metadata `tenant.tier`, as the demo does.
+fn tenant_metadata_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.header_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
+            "request_rules": [{
+                "header": "x-tenant-tier",
+                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
+                "remove": true,
+            }],
+        },
+    })
+}
+
+/// The request headers of `user` carrying `flags` (JSON text) and tier gold.
+fn headers<'a>(user: &'a str, flags: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("x-user-id", user),
+        ("x-user-config", flags),
+        ("x-tenant-tier", "gold"),
+    ]
+}
+
+/// A ramp under test: an Envoy taking the filter by ECDS, and a plan whose
+/// state, audit log and live snapshot live in a temp dir.
+struct Ramp {
+    // Declared first: Envoy stops before the directories go.
+    ecds: EcdsEnvoy,
+    dir: TempDir,
+    plan: PathBuf,
+    live: PathBuf,
+}
+
+/// What the plan's gates and metrics source are.
+struct PlanOptions {
+    min_requests: u64,
+    max_drift_ratio: f64,
+    metrics: Option<Value>,
+    drift_pause: Option<Value>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            min_requests: 20,
+            max_drift_ratio: 0.01,
+            metrics: None,
+            drift_pause: None,
+        }
+    }
+}
+
+impl Ramp {
+    fn start(options: PlanOptions) -> Self {
+        let mut initial = example("contract.json");
+        initial["ramp"]["percent"] = json!(0.0);
+        let bootstrap = Bootstrap::new().pre_filter(tenant_metadata_filter());
+        let ecds = EcdsEnvoy::start_with(
+            &bootstrap,
+            &initial.to_string(),
+            &["--concurrency", "2"],
+            |value| {
+                // Prometheus names as in the demo: rampart_<counter>{rampart_contract="…"}.
+                value["stats_config"] = json!({ "stats_tags": [{
+                    "tag_name": "rampart_contract",
+                    "regex": "^wasmcustom\\.rampart\\.(([a-z0-9_-]+)\\.)",
+                }] });
+            },
+        );
+        let dir = TempDir::new("ramp");
+        dir.write("contract.json", &example("contract.json").to_string());
+        dir.write("snapshot.json", &example("snapshot.json").to_string());
+        let live = dir.write("live.json", &example("snapshot.json").to_string());
+        let metrics = options.metrics.unwrap_or_else(
+            || json!({ "envoy_admin": format!("http://{}", ecds.envoy.admin_addr()) }),
+        );
+        let mut plan = json!({
+            "contract": "contract.json",
+            "snapshot": "snapshot.json",
+            "live": { "file": "live.json" },
+            "steps": STEPS,
+            "gates": {
+                "max_drift_ratio": options.max_drift_ratio,
+                "min_requests": options.min_requests,
+                "bake_seconds": 0,
+                "on_mismatch": "block",
+            },
+            "approval": { "after_approval": "restart" },
+            "publish": {
+                "ecds_path": ecds.file.path(),
+                "filter_name": support::ecds::FILTER_NAME,
+                "wasm": support::wasm_path(),
+            },
+            "metrics": metrics,
+        });
+        if let Some(drift_pause) = options.drift_pause {
+            plan["drift_pause"] = drift_pause;
+        }
+        let plan = dir.write("plan.json", &plan.to_string());
+        Self {
+            ecds,
+            dir,
+            plan,
+            live,
+        }
+    }
+
+    fn main(&self) -> SocketAddr {
+        self.ecds.envoy.addr("main")
+    }
+
+    /// Runs `rampart ramp ARGS --plan PLAN --json`.
+    fn ramp(&self, args: &[&str]) -> Output {
+        Command::new(rampart_cli())
+            .arg("ramp")
+            .args(args)
+            .arg("--plan")
+            .arg(&self.plan)
+            .arg("--json")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a ramp command that must succeed; returns its JSON output.
+    fn ramp_ok(&self, args: &[&str]) -> Value {
+        let output = self.ramp(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "rampart ramp {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        parse_json(&output)
+    }
+
+    /// `advance`, retried while a gate says "not yet" (exit 4); returns the final output.
+    fn advance_when_ready(&self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = self.ramp(&["advance"]);
+            if output.status.code() != Some(4) || Instant::now() > deadline {
+                return output;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn set_live(&self, snapshot: &Value) {
+        std::fs::write(&self.live, snapshot.to_string()).unwrap();
+    }
+
+    /// The side `user` is routed to with `flags`.
+    fn side(&self, user: &str, flags: &str) -> String {
+        let response = get(self.main(), "/", &headers(user, flags));
+        assert_eq!(response.status, 200);
+        response.header("x-served-by").unwrap().to_owned()
+    }
+
+    /// Waits until every user's side is what `percent` says (workers apply an
+    /// ECDS update shortly after Envoy counts it).
+    fn wait_for_percent(&self, percent: f64, flags: &str) {
+        let mut client = Client::new(self.main());
+        eventually(&format!("every user routed as at {percent}%"), || {
+            (0..USERS).all(|i| {
+                let name = user(i);
+                let response = client.get("/", &headers(&name, flags));
+                let canary = response.header("x-served-by") == Some("canary");
+                canary == expected_canary(&name, percent)
+            })
+        });
+    }
+}
+
+fn parse_json(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn flags_text() -> String {
+    example("snapshot.json")["flags"].to_string()
+}
+
+/// One response the background client saw: which user, which side, and the range
+/// of steps that may have been in force while it was in flight.
+struct Observation {
+    user: usize,
+    canary: bool,
+    steps: (usize, usize),
+}
+
+/// A background client sending sticky users' requests until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<(Vec<Observation>, Vec<String>)>>,
+}
+
+/// The steps the test has published: `settled` is fully in force, `published` may
+/// be reaching the workers. Indexes into `percents` (0 = before the ramp).
+#[derive(Clone)]
+struct StepWindow {
+    settled: Arc<AtomicUsize>,
+    published: Arc<AtomicUsize>,
+    /// Requests the background client has completed so far.
+    completed: Arc<AtomicUsize>,
+}
+
+impl StepWindow {
+    /// Waits until the background client has sent every user once more.
+    fn wait_for_a_full_round(&self) {
+        let start = self.completed.load(Ordering::SeqCst);
+        eventually("a full round of background requests", || {
+            self.completed.load(Ordering::SeqCst) >= start + USERS
+        });
+    }
+}
+
+impl Traffic {
+    fn start(addr: SocketAddr, flags: String, window: StepWindow) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let mut observations = Vec::new();
+            let mut failures = Vec::new();
+            let mut client = Client::new(addr);
+            let mut next = 0usize;
+            while !stopping.load(Ordering::SeqCst) {
+                let index = next % USERS;
+                next += 1;
+                let name = user(index);
+                let low = window.settled.load(Ordering::SeqCst);
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    client.get("/", &headers(&name, &flags))
+                }));
+                let high = window.published.load(Ordering::SeqCst);
+                window.completed.fetch_add(1, Ordering::SeqCst);
+                match result {
+                    Ok(response) if response.status == 200 => observations.push(Observation {
+                        user: index,
+                        canary: response.header("x-served-by") == Some("canary"),
+                        steps: (low, high),
+                    }),
+                    Ok(response) => failures.push(format!(
+                        "{name}: status {} {}",
+                        response.status, response.body
+                    )),
+                    Err(_) => {
+                        failures.push(format!("{name}: request failed"));
+                        client = Client::new(addr);
+                    }
+                }
+            }
+            (observations, failures)
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Observation>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn advance_through_every_step_under_load_without_a_failed_request() {
+    let ramp = Ramp::start(PlanOptions::default());
+    let flags = flags_text();
+    // percents[i]: the canary share while step i is in force (0: before the ramp).
+    let percents: Vec<f64> = std::iter::once(0.0).chain(STEPS).collect();
+    let window = StepWindow {
+        settled: Arc::new(AtomicUsize::new(0)),
+        published: Arc::new(AtomicUsize::new(0)),
+        completed: Arc::new(AtomicUsize::new(0)),
+    };
+    let traffic = Traffic::start(ramp.main(), flags.clone(), window.clone());
+    window.wait_for_a_full_round();
+
+    let mut updates = ramp.ecds.updates();
+    for (index, percent) in STEPS.iter().enumerate() {
+        let step = index + 1;
+        window.published.store(step, Ordering::SeqCst);
+        let out = if step == 1 {
+            ramp.ramp_ok(&["start"])
+        } else {
+            let output = ramp.advance_when_ready();
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "advance to step {step}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            parse_json(&output)
+        };
+        assert_eq!(out["state"]["step"], json!(step), "{out}");
+        assert_eq!(out["state"]["percent"].as_f64(), Some(*percent), "{out}");
+        // One publish per step, applied live.
+        updates += 1;
+        ramp.ecds.wait_for_update(updates);
+        ramp.wait_for_percent(*percent, &flags);
+        window.settled.store(step, Ordering::SeqCst);
+        // Every user once more while the step is settled: the measured share below.
+        window.wait_for_a_full_round();
+        let expected = (0..USERS)
+            .filter(|&i| expected_canary(&user(i), *percent))
+            .count();
+        println!("step {step}: {percent}% -> {expected} of {USERS} users on the canary");
+    }
+    // The last step passed its gates: the ramp is complete, nothing more is published.
+    let output = ramp.advance_when_ready();
+    assert_eq!(output.status.code(), Some(0));
+    let out = parse_json(&output);
+    assert_eq!(out["state"]["status"], "completed", "{out}");
+    assert_eq!(ramp.ecds.updates(), updates);
+
+    let (observations, failures) = traffic.finish();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        observations.len() > USERS,
+        "too little traffic: {}",
+        observations.len()
+    );
+    // Every response matches a step that was in force while it was in flight, and
+    // the measured canary share of each settled step is the bucket function's.
+    for observation in &observations {
+        let name = user(observation.user);
+        let (low, high) = observation.steps;
+        assert!(
+            (low..=high).any(|s| expected_canary(&name, percents[s]) == observation.canary),
+            "{name} on {} while steps {low}..={high} were in force",
+            if observation.canary {
+                "canary"
+            } else {
+                "stable"
+            },
+        );
+    }
+    for (step, percent) in percents.iter().enumerate() {
+        let settled: Vec<&Observation> = observations
+            .iter()
+            .filter(|o| o.steps == (step, step))
+            .collect();
+        if settled.is_empty() {
+            continue;
+        }
+        let canary = settled.iter().filter(|o| o.canary).count();
+        let expected = settled
+            .iter()
+            .filter(|o| expected_canary(&user(o.user), *percent))
+            .count();
+        let share = canary as f64 / settled.len() as f64;
+        // Buckets are uniform over 0..10000, so with n users the canary share has a
+        // standard deviation of sqrt(p(1-p)/n) around the step's percent p.
+        let p = percent / 100.0;
+        let tolerance = 4.0 * (p * (1.0 - p) / USERS as f64).sqrt() + 1e-9;
+        println!(
+            "step {step} ({percent}%): {canary} of {} requests on the canary ({:.2}%, tolerance ±{:.2}%)",
+            settled.len(),
+            100.0 * share,
+            100.0 * tolerance
+        );
+        assert!(
+            settled.len() >= USERS,
+            "step {step}: only {} requests",
+            settled.len()
+        );
+        assert_eq!(canary, expected, "step {step}: the sticky buckets decide");
+        assert!(
+            (share - p).abs() <= tolerance,
+            "step {step}: share {share} vs {p}"
+        );
+    }
+}
+
+#[test]
+fn changed_live_config_blocks_advance_and_approval_relocks() {
+    // Requests still on the old config after the approval count as drift in the new
+    // step's window; the limit leaves room for the few this test sends on purpose.
+    let ramp = Ramp::start(PlanOptions {
+        max_drift_ratio: 0.2,
+        ..PlanOptions::default()
+    });
+    let flags = flags_text();
+    ramp.ramp_ok(&["start"]);
+    ramp.ecds.wait_for_update(2);
+    ramp.wait_for_percent(1.0, &flags);
+
+    // The live config moves: currency EUR -> USD.
+    let mut live = example("snapshot.json");
+    live["flags"]["currency"] = json!("USD");
+    ramp.set_live(&live);
+    let new_flags = live["flags"].to_string();
+    let canary_user = (0..USERS)
+        .map(user)
+        .find(|u| expected_canary(u, 1.0))
+        .unwrap();
+    // Users with the new config drift to stable until the lock moves.
+    assert_eq!(ramp.side(&canary_user, &new_flags), "stable");
+
+    let output = ramp.ramp(&["advance"]);
+    assert_eq!(output.status.code(), Some(1), "advance must block");
+    let out = parse_json(&output);
+    assert_eq!(out["gate"], "config", "{out}");
+    assert_eq!(out["state"]["status"], "blocked", "{out}");
+    let delta = out["delta"].to_string();
+    assert!(
+        delta.contains("/flags"),
+        "the delta names the field: {delta}"
+    );
+    // Nothing was published by a blocked advance.
+    assert_eq!(ramp.ecds.updates(), 2);
+
+    let approved = ramp.ramp_ok(&[
+        "approve",
+        "--by",
+        "alice",
+        "--reason",
+        "USD checkout reviewed",
+    ]);
+    assert_eq!(approved["state"]["status"], "running", "{approved}");
+    ramp.ecds.wait_for_update(3);
+    // The new lock is in force: the new config reaches the canary, the old one drifts.
+    eventually("the new config reaches the canary", || {
+        ramp.side(&canary_user, &new_flags) == "canary"
+    });
+    assert_eq!(ramp.side(&canary_user, &flags), "stable");
+    // And the ramp moves on with it.
+    for _ in 0..25 {
+        ramp.side(&canary_user, &new_flags);
+    }
+    let output = ramp.advance_when_ready();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ramp.ecds.wait_for_update(4);
+}
+
+#[test]
+fn revert_sends_everyone_to_stable_within_one_reload() {
+    let ramp = Ramp::start(PlanOptions::default());
+    let flags = flags_text();
+    ramp.ramp_ok(&["start"]);
+    for _ in 0..2 {
+        for i in 0..25 {
+            ramp.side(&user(i), &flags);
+        }
+        let output = ramp.advance_when_ready();
+        assert_eq!(output.status.code(), Some(0));
+    }
+    let before = ramp.ecds.updates();
+    ramp.wait_for_percent(25.0, &flags);
+
+    let out = ramp.ramp_ok(&["revert", "--reason", "error rate"]);
+    assert_eq!(out["state"]["status"], "reverted", "{out}");
+    ramp.ecds.wait_for_update(before + 1);
+    ramp.wait_for_percent(0.0, &flags);
+    // One reload did it.
+    assert_eq!(ramp.ecds.updates(), before + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus
+// ---------------------------------------------------------------------------
+
+/// A real Prometheus scraping one Envoy's `/stats/prometheus` every second.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(envoy_admin: SocketAddr) -> Self {
+        let binary = std::env::var_os("RAMPART_PROMETHEUS")
+            .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
+        let dir = TempDir::new("prometheus");
+        let config = dir.write(
+            "prometheus.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n- job_name: envoy\n  metrics_path: /stats/prometheus\n  \
+                 static_configs:\n  - targets: ['{envoy_admin}']\n"
+            ),
+        );
+        let addr = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): `cargo xtask test` installs it (Debian package prometheus)",
+                    binary.display()
+                )
+            });
+        let prometheus = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        eventually("Prometheus ready", || {
+            std::net::TcpStream::connect(addr).is_ok() && get(addr, "/-/ready", &[]).status == 200
+        });
+        prometheus
+    }
+
+    /// The value of an instant PromQL query, 0 if it has no result.
+    fn query(&self, promql: &str) -> f64 {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let response = get(self.addr, &format!("/api/v1/query?query={encoded}"), &[]);
+        let body: Value = serde_json::from_str(&response.body).unwrap();
+        body["data"]["result"][0]["value"][1]
+            .as_str()
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[test]
+fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
+    // Start the ramp first, then point the plan at a Prometheus scraping its Envoy.
+    let mut ramp = Ramp::start(PlanOptions::default());
+    let prometheus = Prometheus::start(ramp.ecds.envoy.admin_addr());
+    let mut plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(&ramp.plan).unwrap()).unwrap();
+    plan["metrics"] = json!({ "prometheus": format!("http://{}", prometheus.addr) });
+    plan["gates"]["max_drift_ratio"] = json!(0.2);
+    ramp.plan = ramp.dir.write("plan.json", &plan.to_string());
+    let flags = flags_text();
+
+    ramp.ramp_ok(&["start"]);
+    ramp.ecds.wait_for_update(2);
+    // Too few requests seen by Prometheus: "not yet" (exit 4), nothing published.
+    let output = ramp.ramp(&["advance"]);
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(ramp.ecds.updates(), 2);
+
+    // Matching traffic, scraped: the gate opens.
+    for i in 0..40 {
+        ramp.side(&user(i), &flags);
+    }
+    let query = format!("sum(rampart_requests{{rampart_contract=\"{CONTRACT}\"}})");
+    eventually("Prometheus scraped the requests", || {
+        prometheus.query(&query) >= 40.0
+    });
+    let output = ramp.advance_when_ready();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ramp.ecds.wait_for_update(3);
+
+    // Drifted traffic, scraped: the gate blocks on the drift ratio Prometheus reports.
+    for i in 0..40 {
+        ramp.side(&user(i), r#"{"checkout_v2":false}"#);
+    }
+    let drift = format!("sum(rampart_drift{{rampart_contract=\"{CONTRACT}\"}})");
+    eventually("Prometheus scraped the drift", || {
+        prometheus.query(&drift) >= 40.0
+    });
+    let output = ramp.advance_when_ready();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let out = parse_json(&output);
+    assert_eq!(out["gate"], "drift", "{out}");
+    assert!(out["drift_ratio"].as_f64().unwrap() > 0.2, "{out}");
+    assert_eq!(ramp.ecds.updates(), 3);
+}
+
+#[test]
+fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
+    let ramp = Ramp::start(PlanOptions {
+        // A 10 s window: workers merge counts and learn of a pause every second.
+        drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 10 })),
+        ..PlanOptions::default()
+    });
+    let paused_gauge = format!("wasmcustom.rampart.{CONTRACT}.drift_paused");
+    let flags = flags_text();
+    ramp.ramp_ok(&["start"]);
+    ramp.ecds.wait_for_update(2);
+    let canary_user = (0..USERS)
+        .map(user)
+        .find(|u| expected_canary(u, 1.0))
+        .unwrap();
+    eventually("step 1 in force", || {
+        ramp.side(&canary_user, &flags) == "canary"
+    });
+
+    // The live config moves under the ramp and clients start sending it: drift.
+    let mut live = example("snapshot.json");
+    live["flags"]["currency"] = json!("USD");
+    ramp.set_live(&live);
+    let new_flags = live["flags"].to_string();
+    for i in 0..40 {
+        assert_eq!(ramp.side(&user(i), &new_flags), "stable");
+    }
+    // The data plane pauses the canary for everyone, on both workers.
+    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 1);
+    ramp.ecds.envoy.wait_for_log("drift pause TRIPPED");
+    // The other worker joins the pause on its next tick (window / 10).
+    thread::sleep(Duration::from_millis(2500));
+    for _ in 0..10 {
+        assert_eq!(ramp.side(&canary_user, &flags), "stable");
+    }
+    let status = ramp.ramp_ok(&["status"]);
+    assert_eq!(status["metrics"]["drift_paused"], true, "{status}");
+
+    // The control plane blocks on the changed config; the approval re-locks to it.
+    let output = ramp.ramp(&["advance"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(parse_json(&output)["gate"], "config");
+    ramp.ramp_ok(&["approve", "--by", "alice", "--reason", "USD reviewed"]);
+    ramp.ecds.wait_for_update(3);
+    eventually("the approved config reaches the canary", || {
+        ramp.side(&canary_user, &new_flags) == "canary"
+    });
+    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
+    let status = ramp.ramp_ok(&["status"]);
+    assert_eq!(status["metrics"]["drift_paused"], false, "{status}");
+}
