@@ -9,12 +9,16 @@
 
 use std::sync::OnceLock;
 
+use rampart::cache::{DigestCache, ENTRIES_PER_INPUT, MAX_VALUE_BYTES, PROTECTED_ENTRIES};
 use rampart::contract::{Format, OnDrift, Side};
 use rampart::decide::{decode as decode_value, HostError, Value};
 use rampart::digest::Digest;
 use rampart::jcs::{self, Json};
 use rampart::snapshot::{digest_of, lock_from_snapshot};
-use rampart::{decide as decide_request, ContractSpec, Plan, Reason, Request, Route, Source};
+use rampart::{
+    decide as decide_request, decide_cached, decide_with_pause, ContractSpec, Plan, Reason,
+    Request, Route, Source,
+};
 
 /// A target's check: panics when a property fails for the input.
 pub type Check = fn(&[u8]);
@@ -26,6 +30,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("contract", contract),
     ("decode", decode),
     ("decide", decide),
+    ("cached", cached),
+    ("cache", cache),
     ("digest", digest),
 ];
 
@@ -357,12 +363,23 @@ pub fn decide(data: &[u8]) {
     };
     let plans = plans();
     let plan = &plans[usize::from(*selector) % plans.len()];
-    let mut chunks = rest.split(|&b| b == 0xff);
+    let mut request = chunk_request(plan, rest);
+    let key = request.read(&plan.sticky).ok().flatten();
+    let d = decide_request(plan, &mut request);
+    check_decision(plan, &d, key.as_deref());
+    // Deciding twice on the same request is the same decision.
+    assert_eq!(decide_request(plan, &mut request), d);
+}
+
+/// The request a `decide` input describes: the sticky key, then each input in plan
+/// order, separated by `0xff`.
+fn chunk_request(plan: &Plan, bytes: &[u8]) -> Chunks {
+    let mut chunks = bytes.split(|&b| b == 0xff);
     let mut request = Chunks::default();
     let sticky = chunks.next().map(<[u8]>::to_vec);
     let sources = std::iter::once(&plan.sticky).chain(plan.inputs.iter().map(|i| &i.source));
-    let first = std::iter::once(sticky).chain(chunks.map(|c| Some(c.to_vec())));
-    for (source, chunk) in sources.zip(first) {
+    let values = std::iter::once(sticky).chain(chunks.map(|c| Some(c.to_vec())));
+    for (source, chunk) in sources.zip(values) {
         let value = match chunk {
             Some(c) if c == [0xfe] => Err(HostError),
             other => Ok(other),
@@ -371,11 +388,74 @@ pub fn decide(data: &[u8]) {
             request.values.push((source.clone(), value));
         }
     }
-    let key = request.read(&plan.sticky).ok().flatten();
-    let d = decide_request(plan, &mut request);
-    check_decision(plan, &d, key.as_deref());
-    // Deciding twice on the same request is the same decision.
-    assert_eq!(decide_request(plan, &mut request), d);
+    request
+}
+
+/// The cached decision: byte 0 picks a contract (bit 7 of byte 1 sets the drift
+/// pause), the rest is requests separated by `0xfd`, each as in `decide`, decided twice
+/// in turn through one digest cache. Every cached decision equals the uncached one:
+/// a cache hit never lets one value pass for another.
+pub fn cached(data: &[u8]) {
+    let [selector, flags, rest @ ..] = data else {
+        return;
+    };
+    let plans = plans();
+    let plan = &plans[usize::from(*selector) % plans.len()];
+    let drift_paused = flags & 0x80 != 0;
+    let mut cache = DigestCache::new(plan.inputs.len());
+    for bytes in rest.split(|&b| b == 0xfd).chain(rest.split(|&b| b == 0xfd)) {
+        let mut request = chunk_request(plan, bytes);
+        let with_cache = decide_cached(plan, drift_paused, &mut cache, &mut request);
+        let without = decide_with_pause(plan, drift_paused, &mut request);
+        assert_eq!(with_cache, without, "cached decision differs");
+        if drift_paused && !plan.paused {
+            assert_eq!(
+                (without.route, without.reason),
+                (Route::Stable, Reason::DriftPaused)
+            );
+        }
+        for input in 0..plan.inputs.len() {
+            assert!(cache.len(input) <= ENTRIES_PER_INPUT);
+            assert!(cache.protected(input) <= PROTECTED_ENTRIES);
+        }
+    }
+}
+
+/// The digest cache alone: pairs of bytes are operations (lookup or insert of one of
+/// 256 values, some longer than the cacheable limit, on one of three inputs). A lookup
+/// answers only with the outcome inserted for exactly those bytes, and sizes stay
+/// within the bounds.
+pub fn cache(data: &[u8]) {
+    let mut cache = DigestCache::new(3);
+    for op in data.chunks_exact(2) {
+        let (a, b) = (op[0], op[1]);
+        let input = usize::from(a % 3);
+        let value = if b == 0xff {
+            vec![b'x'; MAX_VALUE_BYTES + 1]
+        } else {
+            vec![b & 0x1f; usize::from(b >> 5) + 1]
+        };
+        let outcome = Ok(Digest::of_bytes(&[&[a % 3], value.as_slice()].concat()));
+        if a & 0x80 == 0 {
+            if let Some(found) = cache.lookup(input, &value) {
+                assert_eq!(
+                    found, outcome,
+                    "a lookup answered with another value's outcome"
+                );
+            }
+        } else {
+            cache.insert(input, &value, outcome);
+            if value.len() > MAX_VALUE_BYTES {
+                assert_eq!(
+                    cache.lookup(input, &value),
+                    None,
+                    "an over-long value was cached"
+                );
+            }
+        }
+        assert!(cache.len(input) <= ENTRIES_PER_INPUT);
+        assert!(cache.protected(input) <= PROTECTED_ENTRIES);
+    }
 }
 
 fn check_decision(plan: &Plan, d: &rampart::Decision, key: Option<&[u8]>) {

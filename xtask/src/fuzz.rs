@@ -26,7 +26,9 @@ const TOOLS_DIR: &str = "target/tools";
 const WORK_DIR: &str = "target/fuzz";
 
 /// Every target in `fuzz/fuzz_targets`, in the order they run.
-const TARGETS: &[&str] = &["jcs", "number", "contract", "decode", "decide", "digest"];
+const TARGETS: &[&str] = &[
+    "jcs", "number", "contract", "decode", "decide", "cached", "cache", "digest",
+];
 
 const DEFAULT_SECONDS: u64 = 30;
 
