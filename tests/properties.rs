@@ -273,6 +273,33 @@ proptest! {
     }
 
     #[test]
+    fn the_cached_decision_equals_the_uncached_one(
+        variant in 0usize..6,
+        requests in prop::collection::vec(
+            (0usize..6, 0usize..6, 0usize..6, 0usize..4),
+            1..60,
+        ),
+    ) {
+        // Values drawn from small pools so that the cache both hits and evicts.
+        const FLAGS_POOL: [&str; 6] = [FLAGS, "{}", "[1]", r#"{"checkout_v2":true}"#, "nul", r#"{"a":1,"a":1}"#];
+        const TIERS: [&str; 6] = ["gold", "silver", "", "\u{ff}", "bronze", "gold "];
+        const REVS: [&str; 6] = ["r42", "r41", "r42 ", "", "r4", "R42"];
+        let plan = &plans()[variant];
+        let mut cache = rampart::cache::DigestCache::new(plan.inputs.len());
+        for (user, flags, tier, rev) in requests {
+            let mut request = StaticRequest::default()
+                .header("x-user-id", format!("user-{user}"))
+                .header("x-user-config", FLAGS_POOL[flags])
+                .property(&["metadata", "filter_metadata", "tenant", "tier"], TIERS[tier]);
+            if rev > 0 {
+                request = request.property(&["xds", "node", "metadata", "CONFIG_REV"], REVS[rev]);
+            }
+            let cached = rampart::decide_cached(plan, false, &mut cache, &mut request.clone());
+            prop_assert_eq!(cached, decide(plan, &mut request));
+        }
+    }
+
+    #[test]
     fn contract_parsing_never_panics(text in prop_oneof![
         prop::collection::vec(any::<u8>(), 0..300),
         tree().prop_map(|t| t.render(&mut Style(3)).into_bytes()),
