@@ -1,6 +1,7 @@
 //! `cargo xtask fuzz [--seconds N] [TARGET…]`: libFuzzer on the core, bounded in time.
 //!
-//! Installs cargo-fuzz from crates.io into `target/tools` when it is missing, builds the
+//! Installs cargo-fuzz from crates.io into `target/tools` (and Debian's `g++` for
+//! libFuzzer when no C++ compiler is present) when missing, builds the
 //! targets of `fuzz/` once, then runs each for N seconds (default 30) on a working
 //! corpus under `target/fuzz/corpus/<target>`, seeded from `fuzz/seeds/<target>` and
 //! `fuzz/regressions/<target>`. A crash stops the run and names the input to keep.
@@ -43,6 +44,7 @@ struct Outcome {
 /// Runs the fuzz command with its arguments.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (seconds, targets) = parse_args(args)?;
+    ensure_cxx()?;
     let cargo_fuzz = ensure_cargo_fuzz(root)?;
     println!(
         "fuzz: building {} targets (stable, RUSTC_BOOTSTRAP=1)",
@@ -101,6 +103,28 @@ fn parse_args(args: &[String]) -> Result<(u64, Vec<String>)> {
         targets = TARGETS.iter().map(|t| (*t).to_owned()).collect();
     }
     Ok((seconds, targets))
+}
+
+/// libFuzzer is C++, compiled by `libfuzzer-sys`: installs Debian's `g++` when no C++
+/// compiler answers (a machine with only the Rust toolchain may lack one).
+fn ensure_cxx() -> Result<()> {
+    let answers = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if ["c++", "g++", "clang++"].iter().any(|p| answers(p)) {
+        println!("setup: C++ compiler for libFuzzer: present");
+        return Ok(());
+    }
+    println!("setup: C++ compiler for libFuzzer: installing the Debian package `g++`");
+    process::run(Command::new("apt-get").args(["update", "-q"]))?;
+    process::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", "g++"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn ensure_cargo_fuzz(root: &Path) -> Result<PathBuf> {
@@ -176,12 +200,10 @@ fn run_target(root: &Path, cargo_fuzz: &Path, target: &str, seconds: u64) -> Res
     // The log is for reading after a failure; losing it must not hide the result.
     let _ = std::fs::write(&log_path, &log);
     if !output.status.success() {
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(Error::new(format!(
             "fuzz target `{target}` failed:\n{}\n\nthe crashing input is in {}; add it to fuzz/regressions/{target}/ \
              (replayed by tests/fuzz_replay.rs) once the bug is fixed; full log: {}",
-            tail.join("\n"),
+            failure_excerpt(&log),
             artifacts.display(),
             log_path.display()
         )));
@@ -196,6 +218,21 @@ fn run_target(root: &Path, cargo_fuzz: &Path, target: &str, seconds: u64) -> Res
         seconds,
         corpus: corpus_files,
     })
+}
+
+/// The panic or libFuzzer error and where the input was written, without cargo-fuzz's
+/// own backtrace; the last lines when neither is found.
+fn failure_excerpt(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.iter().position(|l| {
+        l.contains("panicked at") || l.contains("==ERROR") || l.contains("ERROR: libFuzzer")
+    });
+    let mut excerpt: Vec<&str> = match start {
+        Some(i) => lines[i..].iter().take(8).copied().collect(),
+        None => lines[lines.len().saturating_sub(20)..].to_vec(),
+    };
+    excerpt.extend(lines.iter().filter(|l| l.contains("Test unit written to")));
+    excerpt.join("\n")
 }
 
 /// The number after `label` on the last line that has it.
