@@ -4,8 +4,10 @@
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
 mod envoy;
+mod fuzz;
 mod process;
 mod prometheus;
+mod soak;
 mod tasks;
 
 use std::fmt;
@@ -29,6 +31,14 @@ const COMMANDS: &[(&str, &str)] = &[
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),
     ("ci", "lint, then test"),
+    (
+        "fuzz",
+        "libFuzzer on the core's parsers and the decision, bounded: [--seconds N] [TARGET...]",
+    ),
+    (
+        "soak",
+        "mixed traffic with contract reloads through Envoy: [--minutes N]; figures to RELIABILITY.md",
+    ),
     ("help", "print this list"),
 ];
 
@@ -93,6 +103,8 @@ fn dispatch(args: &[String]) -> Result<()> {
     let root = repo_root();
     match command.as_str() {
         "test" => tasks::test(&root, passthrough_args(rest)),
+        "fuzz" => fuzz::run(&root, rest),
+        "soak" => soak::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
             match other {

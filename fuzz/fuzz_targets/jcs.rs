@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the check itself is `rampart_fuzz::jcs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rampart_fuzz::jcs(data));
