@@ -15,7 +15,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use rampart::cache::DigestCache;
-use rampart::contract::safe_mode_route;
+use rampart::contract::{number_text, safe_mode_route};
 use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
 use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
@@ -132,7 +132,7 @@ impl RootContext for Root {
                     "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}, lock {}, drift_pause {}",
                     plan.name,
                     plan.inputs.len(),
-                    plan.percent,
+                    number_text(plan.percent),
                     plan.threshold,
                     plan.on_drift.as_str(),
                     plan.paused,
