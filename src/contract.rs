@@ -1074,7 +1074,26 @@ fn check_name(
 
 /// A header name in the lowercase form Envoy stores (HTTP names are case-insensitive).
 fn header_name(field: &str, name: &str) -> Result<String, ContractError> {
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let token = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '!' | '#'
+                    | '$'
+                    | '%'
+                    | '&'
+                    | '\''
+                    | '*'
+                    | '+'
+                    | '-'
+                    | '.'
+                    | '^'
+                    | '_'
+                    | '`'
+                    | '|'
+                    | '~'
+            )
+    };
     if name.is_empty() || !name.chars().all(token) {
         return Err(ContractError::new(
             field,

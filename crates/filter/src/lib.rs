@@ -337,6 +337,8 @@ impl Active {
                 self.plan.lock_id.short(12)
             ),
             Ok(None) => {}
+            // Without a drift pause of its own, a contract has nothing to report.
+            Err(HostError) if self.drift_pause.is_none() => {}
             Err(HostError) => self.store_error("recording the lock"),
         }
         let Some(pause) = &self.drift_pause else {
