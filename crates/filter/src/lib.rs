@@ -221,11 +221,8 @@ impl HttpContext for Flow {
         match &*state {
             State::SafeMode(safe) => {
                 safe.metrics.count();
-                if host::set_request_header(&safe.route_header, &safe.stable_value).is_err() {
-                    log::error!("rampart: could not set {}", safe.route_header);
-                }
                 let _ = host::set_filter_state(FILTER_STATE_KEY, safe.summary.as_bytes());
-                Action::Continue
+                write_route_header("rampart", &safe.route_header, &safe.stable_value)
             }
             State::Active(active) => self.enforce(active),
         }
@@ -271,18 +268,10 @@ impl Flow {
             Route::Stable => &plan.stable_value,
             Route::Reject => return self.reject(active, &decision, summary),
         };
-        // Always overwrite: a client-sent route header must never survive.
-        if host::set_request_header(&plan.route_header, value).is_err() {
-            log::error!(
-                "rampart[{}]: could not set {}",
-                plan.name,
-                plan.route_header
-            );
-        }
         if plan.response_header.is_some() {
             self.response_note = Some(summary);
         }
-        Action::Continue
+        write_route_header(&plan.name, &plan.route_header, value)
     }
 
     fn reject(&mut self, active: &Active, decision: &Decision, summary: String) -> Action {
@@ -314,14 +303,31 @@ impl Flow {
         .is_err()
         {
             // Could not reject: fall back to stable rather than letting it through as is.
-            let _ = host::set_request_header(&plan.route_header, &plan.stable_value);
-            return Action::Continue;
+            return write_route_header(&plan.name, &plan.route_header, &plan.stable_value);
         }
         if plan.response_header.is_some() {
             self.response_note = Some(summary);
         }
         Action::Pause
     }
+}
+
+/// Always overwrites the route header: a client-sent one must never survive. If the
+/// host refuses, any copy is removed (the default route is stable); if even that fails,
+/// the request cannot be routed safely and is answered with a local 503.
+fn write_route_header(contract: &str, header: &str, value: &str) -> Action {
+    if host::set_request_header(header, value).is_ok() {
+        return Action::Continue;
+    }
+    log::error!("rampart[{contract}]: could not set {header}; removing it");
+    if host::remove_request_header(header).is_ok() {
+        return Action::Continue;
+    }
+    log::error!("rampart[{contract}]: could not remove {header}; answering 503");
+    let wire = host::serialize_headers(&[]);
+    // Should even the reply fail, the request still stops here rather than be routed.
+    let _ = host::send_local_response(503, "rampart_route_header_unwritable", &wire, b"");
+    Action::Pause
 }
 
 impl Active {
