@@ -208,3 +208,25 @@ fn sticky_bucket(bencher: Bencher) {
     let plan = plan();
     bencher.bench_local(|| plan.salt.bucket(black_box(b"alice")));
 }
+
+/// Canonical form of a number with a fraction (shortest digits search).
+#[divan::bench]
+fn number_with_fraction(bencher: Bencher) {
+    bencher.bench_local(|| {
+        let mut out = Vec::with_capacity(32);
+        rampart::jcs::write_number(black_box(2500.5), &mut out);
+        out
+    });
+}
+
+/// Canonical form of numbers at the ends of the double range: what a hostile number
+/// can cost.
+#[divan::bench(args = ["5e-324", "2.2250738585072014e-308", "1.7976931348623157e308"])]
+fn number_extreme(bencher: Bencher, text: &str) {
+    let value: f64 = text.parse().unwrap();
+    bencher.bench_local(|| {
+        let mut out = Vec::with_capacity(32);
+        rampart::jcs::write_number(black_box(value), &mut out);
+        out
+    });
+}

@@ -778,7 +778,7 @@ impl Plan {
         if !(0.0..=100.0).contains(&percent) {
             return Err(ContractError::new(
                 "ramp.percent",
-                format!("must be between 0 and 100, got {percent}"),
+                format!("must be between 0 and 100, got {}", number_text(percent)),
             ));
         }
         let sticky = compile_source(
@@ -968,7 +968,7 @@ fn compile_drift_pause(spec: &DriftPauseSpec) -> Result<DriftPausePolicy, Contra
             "drift_pause.max_ratio",
             format!(
                 "must be at least 0 and below 1 (0.05 = 5% of requests), got {}",
-                spec.max_ratio
+                number_text(spec.max_ratio)
             ),
         ));
     }
@@ -996,6 +996,13 @@ fn compile_drift_pause(spec: &DriftPauseSpec) -> Result<DriftPausePolicy, Contra
         min_requests: spec.min_requests,
         window_seconds,
     })
+}
+
+/// A number as JSON writes it (ES6 form), for messages: no float formatter needed.
+pub fn number_text(value: f64) -> String {
+    let mut out = Vec::with_capacity(24);
+    crate::jcs::write_number(value, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `text` as a JSON string, for error messages (the JSON escaping is in the module
@@ -1067,7 +1074,26 @@ fn check_name(
 
 /// A header name in the lowercase form Envoy stores (HTTP names are case-insensitive).
 fn header_name(field: &str, name: &str) -> Result<String, ContractError> {
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let token = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                '!' | '#'
+                    | '$'
+                    | '%'
+                    | '&'
+                    | '\''
+                    | '*'
+                    | '+'
+                    | '-'
+                    | '.'
+                    | '^'
+                    | '_'
+                    | '`'
+                    | '|'
+                    | '~'
+            )
+    };
     if name.is_empty() || !name.chars().all(token) {
         return Err(ContractError::new(
             field,

@@ -260,13 +260,11 @@ impl Decision {
 
     /// Appends [`Decision::summary`] to `out` (so a caller can size the buffer once).
     pub fn write_summary(&self, plan: &Plan, out: &mut String) {
-        // Writing to a String cannot fail.
-        let _ = write!(
-            out,
-            "route={} reason={}",
-            self.route.as_str(),
-            self.reason.as_str()
-        );
+        // Per request in the filter: plain appends, no formatting machinery.
+        out.push_str("route=");
+        out.push_str(self.route.as_str());
+        out.push_str(" reason=");
+        out.push_str(self.reason.as_str());
         if !self.issues.is_empty() {
             out.push_str(" fields=");
             for (i, name) in self.field_names(plan).enumerate() {
@@ -277,7 +275,21 @@ impl Decision {
             }
         }
         if let Some(b) = self.bucket {
-            let _ = write!(out, " bucket={b}");
+            out.push_str(" bucket=");
+            let mut digits = [0u8; 5];
+            let mut at = digits.len();
+            let mut n = b;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            for &d in &digits[at..] {
+                out.push(char::from(d));
+            }
         }
         if self.observed {
             out.push_str(" observed=true");

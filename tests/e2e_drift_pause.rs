@@ -205,6 +205,7 @@ fn drift_on_two_workers_trips_one_pause_for_everyone() {
         !log.contains("panicked") && !log.contains("wasm trap"),
         "{log}"
     );
+    assert!(!log.contains("shared data unavailable"), "{log}");
 }
 
 /// The lock of the example snapshot with `tier` approved as `silver`.
@@ -304,5 +305,7 @@ fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
         let r = client.get("/", &headers("alice", "silver"));
         assert_eq!(served_by(&r), "canary", "{}", decision(&r));
     }
-    assert_eq!(count_lines(&envoy.log(), TRIP_LINE), 1);
+    let log = envoy.log();
+    assert_eq!(count_lines(&log, TRIP_LINE), 1);
+    assert!(!log.contains("shared data unavailable"), "{log}");
 }

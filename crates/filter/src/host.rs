@@ -29,6 +29,7 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -115,6 +116,18 @@ fn replace_header(map: u32, name: &str, value: &[u8]) -> Result<(), HostError> {
 /// Sets (replacing every existing value) a request header.
 pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
     replace_header(REQUEST_HEADERS, name, value.as_bytes())
+}
+
+/// Removes every value of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    // SAFETY: the host only reads the buffer during the call.
+    let status =
+        unsafe { proxy_remove_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(HostError)
+    }
 }
 
 /// Sets a response header.

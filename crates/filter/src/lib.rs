@@ -15,7 +15,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use rampart::cache::DigestCache;
-use rampart::contract::safe_mode_route;
+use rampart::contract::{number_text, safe_mode_route};
 use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
 use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
@@ -132,7 +132,7 @@ impl RootContext for Root {
                     "rampart[{}]: contract loaded: {} inputs, canary {}% ({} bp), on_drift {}, paused {}, lock {}, drift_pause {}",
                     plan.name,
                     plan.inputs.len(),
-                    plan.percent,
+                    number_text(plan.percent),
                     plan.threshold,
                     plan.on_drift.as_str(),
                     plan.paused,
@@ -221,11 +221,8 @@ impl HttpContext for Flow {
         match &*state {
             State::SafeMode(safe) => {
                 safe.metrics.count();
-                if host::set_request_header(&safe.route_header, &safe.stable_value).is_err() {
-                    log::error!("rampart: could not set {}", safe.route_header);
-                }
                 let _ = host::set_filter_state(FILTER_STATE_KEY, safe.summary.as_bytes());
-                Action::Continue
+                write_route_header("rampart", &safe.route_header, &safe.stable_value)
             }
             State::Active(active) => self.enforce(active),
         }
@@ -271,18 +268,10 @@ impl Flow {
             Route::Stable => &plan.stable_value,
             Route::Reject => return self.reject(active, &decision, summary),
         };
-        // Always overwrite: a client-sent route header must never survive.
-        if host::set_request_header(&plan.route_header, value).is_err() {
-            log::error!(
-                "rampart[{}]: could not set {}",
-                plan.name,
-                plan.route_header
-            );
-        }
         if plan.response_header.is_some() {
             self.response_note = Some(summary);
         }
-        Action::Continue
+        write_route_header(&plan.name, &plan.route_header, value)
     }
 
     fn reject(&mut self, active: &Active, decision: &Decision, summary: String) -> Action {
@@ -314,14 +303,31 @@ impl Flow {
         .is_err()
         {
             // Could not reject: fall back to stable rather than letting it through as is.
-            let _ = host::set_request_header(&plan.route_header, &plan.stable_value);
-            return Action::Continue;
+            return write_route_header(&plan.name, &plan.route_header, &plan.stable_value);
         }
         if plan.response_header.is_some() {
             self.response_note = Some(summary);
         }
         Action::Pause
     }
+}
+
+/// Always overwrites the route header: a client-sent one must never survive. If the
+/// host refuses, any copy is removed (the default route is stable); if even that fails,
+/// the request cannot be routed safely and is answered with a local 503.
+fn write_route_header(contract: &str, header: &str, value: &str) -> Action {
+    if host::set_request_header(header, value).is_ok() {
+        return Action::Continue;
+    }
+    log::error!("rampart[{contract}]: could not set {header}; removing it");
+    if host::remove_request_header(header).is_ok() {
+        return Action::Continue;
+    }
+    log::error!("rampart[{contract}]: could not remove {header}; answering 503");
+    let wire = host::serialize_headers(&[]);
+    // Should even the reply fail, the request still stops here rather than be routed.
+    let _ = host::send_local_response(503, "rampart_route_header_unwritable", &wire, b"");
+    Action::Pause
 }
 
 impl Active {
@@ -337,6 +343,8 @@ impl Active {
                 self.plan.lock_id.short(12)
             ),
             Ok(None) => {}
+            // Without a drift pause of its own, a contract has nothing to report.
+            Err(HostError) if self.drift_pause.is_none() => {}
             Err(HostError) => self.store_error("recording the lock"),
         }
         let Some(pause) = &self.drift_pause else {
