@@ -3,6 +3,7 @@
 //! Commands install only what is missing and print one line per step, so the
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
+mod component;
 mod envoy;
 mod process;
 mod tasks;

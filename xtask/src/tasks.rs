@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::component;
 use crate::envoy;
 use crate::process::{self, cargo};
 use crate::{Error, Result};
@@ -57,18 +58,29 @@ fn build_wasm(root: &Path) -> Result<PathBuf> {
 /// Runs the workspace tests against the installed Envoy and the freshly built filter.
 pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prepared = prepare(root)?;
+    let component = component::build(root)?;
     println!("test: RAMPART_ENVOY={}", prepared.envoy.display());
     println!("test: RAMPART_WASM={}", prepared.wasm.display());
+    println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
             .args(["test", "--workspace"])
             // The filter is a wasm32 cdylib and xtask has no tests worth a native build.
             .args(["--exclude", FILTER_PACKAGE, "--exclude", "xtask"])
+            // The component is a wasm32-wasip2 cdylib, tested by rampart-component-tests.
+            .args(["--exclude", "rampart-component"])
             .args(cargo_test_args)
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
+            .env(component::ENV, &component)
             .current_dir(root),
-    )
+    )?;
+    // A subset run (`cargo xtask test -- FILTER`) is about Rust tests; the full run
+    // also runs the component from Node.
+    if cargo_test_args.is_empty() {
+        component::node_test(root, &component)?;
+    }
+    Ok(())
 }
 
 /// Checks formatting and runs clippy on every target that is built, denying warnings.
@@ -102,6 +114,7 @@ pub fn lint(root: &Path) -> Result<()> {
         println!("lint: cargo {}", args.join(" "));
         process::run(cargo().args(args).current_dir(root))?;
     }
+    component::lint(root)?;
     println!("lint: clean");
     Ok(())
 }
