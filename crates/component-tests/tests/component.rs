@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use rampart::contract::ContractSpec;
 use rampart::decide::StaticRequest;
@@ -52,22 +53,28 @@ struct Guest {
     bindings: Rampart,
 }
 
-impl Guest {
-    /// Compiles and instantiates the component as the `rampart` world. Its WASI
-    /// imports (Rust's standard library links them) become traps: the engine is pure,
-    /// so any host call would fail the test.
-    fn start() -> Guest {
+/// The engine and the component, compiled once per test process: Cranelift in an
+/// unoptimised wasmtime takes a while, and every test instantiates the same code.
+fn compiled() -> &'static (Engine, Component) {
+    static COMPILED: OnceLock<(Engine, Component)> = OnceLock::new();
+    COMPILED.get_or_init(|| {
         let engine = Engine::new(&Config::new()).unwrap();
         let component = Component::from_file(&engine, component_path()).unwrap();
-        let mut linker = Linker::new(&engine);
-        linker.define_unknown_imports_as_traps(&component).unwrap();
-        let mut store = Store::new(&engine, ());
-        let bindings = Rampart::instantiate(&mut store, &component, &linker).unwrap();
-        Guest { store, bindings }
-    }
+        (engine, component)
+    })
+}
 
-    fn engine(&self) -> &wit::Guest {
-        self.bindings.rampart_core_engine()
+impl Guest {
+    /// Instantiates the component as the `rampart` world. Its WASI imports (Rust's
+    /// standard library links them) become traps: the engine is pure, so any host call
+    /// would fail the test.
+    fn start() -> Guest {
+        let (engine, component) = compiled();
+        let mut linker = Linker::new(engine);
+        linker.define_unknown_imports_as_traps(component).unwrap();
+        let mut store = Store::new(engine, ());
+        let bindings = Rampart::instantiate(&mut store, component, &linker).unwrap();
+        Guest { store, bindings }
     }
 
     fn digest(&mut self, json: &str) -> Result<String, wit::JsonError> {
@@ -280,14 +287,13 @@ impl Rng {
 
 #[test]
 fn artifact_is_a_component_exporting_the_rampart_world() {
-    let engine = Engine::new(&Config::new()).unwrap();
-    let component = Component::from_file(&engine, component_path()).unwrap();
+    let (engine, component) = compiled();
     let ty = component.component_type();
-    let exports: Vec<&str> = ty.exports(&engine).map(|(name, _)| name).collect();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
     assert_eq!(exports, ["rampart:core/engine@0.1.0"]);
     // Only what Rust's standard library links (streams, environment, exit), never
     // clocks, randomness, files or sockets: the engine cannot depend on its host.
-    for (name, _) in ty.imports(&engine) {
+    for (name, _) in ty.imports(engine) {
         assert!(
             name.starts_with("wasi:cli/") || name.starts_with("wasi:io/"),
             "unexpected import {name}"
@@ -298,15 +304,10 @@ fn artifact_is_a_component_exporting_the_rampart_world() {
     let contract = guest
         .load(std::str::from_utf8(&read("examples/contract.json")).unwrap())
         .unwrap();
-    let engine = guest.engine().contract();
-    assert_eq!(
-        engine.call_name(&mut guest.store, contract).unwrap(),
-        "checkout-v2"
-    );
-    assert_eq!(
-        engine.call_percent(&mut guest.store, contract).unwrap(),
-        30.0
-    );
+    let api = guest.bindings.rampart_core_engine().contract();
+    let name = api.call_name(&mut guest.store, contract).unwrap();
+    let percent = api.call_percent(&mut guest.store, contract).unwrap();
+    assert_eq!((name.as_str(), percent), ("checkout-v2", 30.0));
     guest.drop_contract(contract);
 }
 
@@ -564,86 +565,100 @@ fn app_digest(version: &str) -> String {
     digest_of(&Json::String(version.into())).to_string()
 }
 
-/// Random requests: matching values, drifted ones, undecodable bytes, missing inputs.
-fn random_request(rng: &mut Rng) -> Req {
-    let mut req = Req::default();
-    let mut header = |rng: &mut Rng, name: &str, choices: &[Vec<u8>]| {
-        if rng.below(8) != 0 {
-            req.headers.insert(name.into(), rng.pick(choices).clone());
-        }
-    };
-    let digest_v7 = app_digest("v7").into_bytes();
-    header(
-        rng,
-        "x-user-config",
-        &[
+/// The values a matching request carries, and for each input the ways it can differ:
+/// drifted values, undecodable bytes and `None` for missing.
+fn request_values() -> Vec<(wit::Source, Vec<u8>, Vec<Option<Vec<u8>>>)> {
+    let header = |name: &str| wit::Source::Header(name.into());
+    let property = |at: &[&str]| wit::Source::Property(path(at));
+    let bytes = |b: &[u8]| Some(b.to_vec());
+    vec![
+        (
+            header("x-user-config"),
             br#"{"checkout_v2":true,"max_items":50}"#.to_vec(),
-            br#"{ "max_items": 5e1, "checkout_v2": true }"#.to_vec(),
-            br#"{"checkout_v2":false,"max_items":50}"#.to_vec(),
-            br#"{"a":1,"a":1}"#.to_vec(),
-            b"[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]".to_vec(),
-            b"".to_vec(),
-            vec![0xff, 0xfe],
-        ],
-    );
-    header(
-        rng,
-        "x-config-digest",
-        &[
-            digest_v7.clone(),
-            digest_v7,
-            app_digest("v8").into_bytes(),
-            b"sha256:nope".to_vec(),
-        ],
-    );
-    let users: Vec<Vec<u8>> = (0..40)
-        .map(|i| format!("user-{i}").into_bytes())
-        .chain([Vec::new(), vec![0xc3, 0x28], "u".repeat(80).into_bytes()])
-        .collect();
-    header(rng, "x-user-id", &users);
-    let mut property = |rng: &mut Rng, at: &[&str], choices: &[Vec<u8>]| {
-        if rng.below(8) != 0 {
-            req.properties.insert(path(at), rng.pick(choices).clone());
-        }
-    };
-    property(
-        rng,
-        &["xds", "node", "metadata", "CONFIG_REV"],
-        &[b"r42".to_vec(), b"r42".to_vec(), b"r43".to_vec()],
-    );
-    property(
-        rng,
-        &["metadata", "filter_metadata", "tenant", "tier"],
-        &[
+            vec![
+                bytes(br#"{ "max_items": 5e1, "checkout_v2": true }"#),
+                bytes(br#"{"checkout_v2":false,"max_items":50}"#),
+                bytes(br#"{"a":1,"a":1}"#),
+                bytes(b"[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]"),
+                bytes(b""),
+                bytes(&[0xff, 0xfe]),
+                None,
+            ],
+        ),
+        (
+            header("x-config-digest"),
+            app_digest("v7").into_bytes(),
+            vec![
+                Some(app_digest("v8").into_bytes()),
+                bytes(b"sha256:nope"),
+                None,
+            ],
+        ),
+        (
+            property(&["xds", "node", "metadata", "CONFIG_REV"]),
+            b"r42".to_vec(),
+            vec![bytes(b"r43"), None],
+        ),
+        (
+            property(&["metadata", "filter_metadata", "tenant", "tier"]),
             b"gold".to_vec(),
-            b"gold".to_vec(),
-            b"silver".to_vec(),
-            vec![0xff],
-        ],
-    );
-    property(
-        rng,
-        &["xds", "node", "metadata", "MAX"],
-        &[
+            vec![bytes(b"silver"), bytes(&[0xff]), None],
+        ),
+        (
+            property(&["xds", "node", "metadata", "MAX"]),
             50i64.to_le_bytes().to_vec(),
-            51i64.to_le_bytes().to_vec(),
-            vec![1, 2, 3],
-        ],
-    );
-    property(
-        rng,
-        &["xds", "node", "metadata", "RATIO"],
-        &[
+            vec![bytes(&51i64.to_le_bytes()), bytes(&[1, 2, 3]), None],
+        ),
+        (
+            property(&["xds", "node", "metadata", "RATIO"]),
             0.25f64.to_le_bytes().to_vec(),
-            0.5f64.to_le_bytes().to_vec(),
-            f64::NAN.to_le_bytes().to_vec(),
-        ],
-    );
-    property(
-        rng,
-        &["xds", "node", "metadata", "BETA"],
-        &[vec![1], vec![0], vec![2]],
-    );
+            vec![
+                bytes(&0.5f64.to_le_bytes()),
+                bytes(&f64::NAN.to_le_bytes()),
+                None,
+            ],
+        ),
+        (
+            property(&["xds", "node", "metadata", "BETA"]),
+            vec![1],
+            vec![bytes(&[0]), bytes(&[2]), None],
+        ),
+    ]
+}
+
+/// A random request: half match the lock, the rest differ in one to three inputs;
+/// the sticky key is usually a user, sometimes absent, empty, not UTF-8 or too long.
+fn random_request(rng: &mut Rng, values: &[(wit::Source, Vec<u8>, Vec<Option<Vec<u8>>>)]) -> Req {
+    let mut req = Req::default();
+    let mut set = |source: &wit::Source, value: Option<Vec<u8>>| {
+        let Some(value) = value else { return };
+        match source {
+            wit::Source::Header(name) => req.headers.insert(name.clone(), value),
+            wit::Source::Property(at) => req.properties.insert(at.clone(), value),
+        };
+    };
+    let differing = if rng.below(2) == 0 {
+        0
+    } else {
+        1 + rng.below(3)
+    };
+    let mut chosen: Vec<usize> = (0..differing).map(|_| rng.below(values.len())).collect();
+    chosen.dedup();
+    for (ix, (source, matching, others)) in values.iter().enumerate() {
+        if chosen.contains(&ix) {
+            set(source, rng.pick(others).clone());
+        } else {
+            set(source, Some(matching.clone()));
+        }
+    }
+    let key = match rng.below(20) {
+        0 => None,
+        1 => Some(Vec::new()),
+        2 => Some(vec![0xc3, 0x28]),
+        3 => Some("u".repeat(80).into_bytes()),
+        _ => Some(format!("user-{}", rng.below(1000)).into_bytes()),
+    };
+    set(&wit::Source::Header("x-user-id".into()), key);
     req
 }
 
@@ -688,6 +703,7 @@ fn generated_contracts_and_requests_decide_as_the_core() {
         ("whole snapshot", |_| {}),
     ];
     let mut guest = Guest::start();
+    let values = request_values();
     let mut rng = Rng(0x00c0_ffee_1234_5678);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (variant, edit) in variants {
@@ -712,7 +728,7 @@ fn generated_contracts_and_requests_decide_as_the_core() {
             assert!(same, "{variant}: {}", input.name);
         }
         for n in 0..400 {
-            let request = random_request(&mut rng);
+            let request = random_request(&mut rng, &values);
             let got = guest.decide_request(contract, &request);
             let what = format!("{variant} #{n}: {request:?}");
             assert_same_decision(&got, &native_decision(&plan, &request), &what);
