@@ -24,7 +24,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "test",
-        "setup + wasm, then run the workspace tests against Envoy (args after `--` go to cargo test)",
+        "setup + wasm + component, then run the workspace tests (Envoy, wasmtime) and the Node tests (args after `--` go to cargo test)",
     ),
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),

@@ -55,7 +55,8 @@ fn build_wasm(root: &Path) -> Result<PathBuf> {
     Ok(artifact)
 }
 
-/// Runs the workspace tests against the installed Envoy and the freshly built filter.
+/// Runs the workspace tests against the installed Envoy, the freshly built filter and
+/// the freshly built component; a full run (no arguments) also runs the Node tests.
 pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prepared = prepare(root)?;
     let component = component::build(root)?;
