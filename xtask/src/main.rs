@@ -3,6 +3,7 @@
 //! Commands install only what is missing and print one line per step, so the
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
+mod component;
 mod envoy;
 mod fuzz;
 mod process;
@@ -26,7 +27,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "test",
-        "setup + wasm (+ Debian's prometheus if missing), then run the workspace tests against Envoy (args after `--` go to cargo test)",
+        "setup + wasm + component (+ Debian's prometheus if missing), then run the workspace tests (Envoy, wasmtime) and the Node tests (args after `--` go to cargo test)",
     ),
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::component;
 use crate::envoy;
 use crate::process::{self, cargo};
 use crate::prometheus;
@@ -70,27 +71,39 @@ fn build_wasm(root: &Path) -> Result<PathBuf> {
     Ok(artifact)
 }
 
-/// Runs the workspace tests against the installed Envoy and the freshly built filter.
+/// Runs the workspace tests against the installed Envoy, the freshly built filter and
+/// the freshly built component; a full run (no arguments) also runs the Node tests.
 pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prepared = prepare(root)?;
+    let component = component::build(root)?;
     println!("test: RAMPART_ENVOY={}", prepared.envoy.display());
     println!("test: RAMPART_WASM={}", prepared.wasm.display());
     // End-to-end tests of the root package drive the `rampart` command itself.
     let cli = build_cli(root)?;
     println!("test: RAMPART_CLI={}", cli.display());
     let prometheus = prometheus::ensure()?;
+    println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
             .args(["test", "--workspace"])
             // The filter is a wasm32 cdylib and xtask has no tests worth a native build.
             .args(["--exclude", FILTER_PACKAGE, "--exclude", "xtask"])
+            // The component is a wasm32-wasip2 cdylib, tested by rampart-component-tests.
+            .args(["--exclude", "rampart-component"])
             .args(cargo_test_args)
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
             .env("RAMPART_CLI", &cli)
             .env("RAMPART_PROMETHEUS", &prometheus)
+            .env(component::ENV, &component)
             .current_dir(root),
-    )
+    )?;
+    // A subset run (`cargo xtask test -- FILTER`) is about Rust tests; the full run
+    // also runs the component from Node.
+    if cargo_test_args.is_empty() {
+        component::node_test(root, &component)?;
+    }
+    Ok(())
 }
 
 /// Builds the `rampart` command (debug, as `cargo test` does); returns its path.
@@ -136,6 +149,7 @@ pub fn lint(root: &Path) -> Result<()> {
         println!("lint: cargo {}", args.join(" "));
         process::run(cargo().args(args).current_dir(root))?;
     }
+    component::lint(root)?;
     println!("lint: clean");
     Ok(())
 }
