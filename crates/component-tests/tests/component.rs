@@ -225,6 +225,7 @@ fn native_decision(plan: &Plan, request: &Req) -> wit::Decision {
             rampart::Reason::Drift => wit::Reason::Drift,
             rampart::Reason::Missing => wit::Reason::Missing,
             rampart::Reason::Paused => wit::Reason::Paused,
+            rampart::Reason::DriftPaused => wit::Reason::DriftPaused,
             rampart::Reason::Unkeyed => wit::Reason::Unkeyed,
             rampart::Reason::InvalidContract => wit::Reason::InvalidContract,
         },
@@ -242,6 +243,7 @@ fn reason_label(reason: wit::Reason) -> &'static str {
         wit::Reason::Drift => "drift",
         wit::Reason::Missing => "missing",
         wit::Reason::Paused => "paused",
+        wit::Reason::DriftPaused => "drift_paused",
         wit::Reason::Unkeyed => "unkeyed",
         wit::Reason::InvalidContract => "invalid_contract",
     }

@@ -115,6 +115,7 @@ impl wit::GuestContract for LoadedContract {
                 rampart::Reason::Drift => wit::Reason::Drift,
                 rampart::Reason::Missing => wit::Reason::Missing,
                 rampart::Reason::Paused => wit::Reason::Paused,
+                rampart::Reason::DriftPaused => wit::Reason::DriftPaused,
                 rampart::Reason::Unkeyed => wit::Reason::Unkeyed,
                 rampart::Reason::InvalidContract => wit::Reason::InvalidContract,
             },
