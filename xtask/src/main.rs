@@ -3,6 +3,7 @@
 //! Commands install only what is missing and print one line per step, so the
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
+mod bench;
 mod envoy;
 mod process;
 mod tasks;
@@ -28,6 +29,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),
     ("ci", "lint, then test"),
+    (
+        "bench",
+        "measure Rampart's cost in Envoy next to no filter, native routing, wasm and Lua (see BENCHMARKS.md)",
+    ),
     ("help", "print this list"),
 ];
 
@@ -92,6 +97,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     let root = repo_root();
     match command.as_str() {
         "test" => tasks::test(&root, passthrough_args(rest)),
+        "bench" => bench::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
             match other {
@@ -124,7 +130,7 @@ fn reject_extra_args(command: &str, rest: &[String]) -> Result<()> {
     match rest.first() {
         None => Ok(()),
         Some(arg) => Err(Error::new(format!(
-            "`{command}` takes no arguments (got `{arg}`); only `test` passes arguments on"
+            "`{command}` takes no arguments (got `{arg}`); only `test` and `bench` take arguments"
         ))),
     }
 }

@@ -62,8 +62,13 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     process::run(
         cargo()
             .args(["test", "--workspace"])
-            // The filter is a wasm32 cdylib and xtask has no tests worth a native build.
-            .args(["--exclude", FILTER_PACKAGE, "--exclude", "xtask"])
+            // The filters are wasm32 cdylibs; `cargo xtask wasm` and `bench` build them.
+            .args([
+                "--exclude",
+                FILTER_PACKAGE,
+                "--exclude",
+                "rampart-noop-filter",
+            ])
             .args(cargo_test_args)
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
