@@ -613,7 +613,7 @@ impl Bench {
     fn memory(&self, variant: &Variant) -> Result<Value> {
         let envoy = self.start_envoy(
             &format!("memory-{}", variant.listener.name),
-            &[variant.listener.clone()],
+            std::slice::from_ref(&variant.listener),
         )?;
         let url = url(variant.listener.port);
         self.generators.wrk(&url, &variant.wrk_script, 2)?;
@@ -1004,12 +1004,16 @@ fn check_counters(
     Some(share)
 }
 
-/// Envoy's wasm VM gauges and counters (`wasm.*`), e.g. the active V8 VMs.
+/// Envoy's wasm VM counts: `wasm.wasm_vm_count` and the V8 runtime's active/created VMs.
 fn wasm_stats(stats: &BTreeMap<String, u64>) -> Value {
     Value::Object(
         stats
             .iter()
-            .filter(|(name, _)| name.starts_with("wasm."))
+            .filter(|(name, _)| {
+                name.as_str() == "wasm.wasm_vm_count"
+                    || (name.starts_with("wasm.envoy.wasm.runtime.")
+                        && (name.ends_with(".active") || name.ends_with(".created")))
+            })
             .map(|(name, &value)| (name.clone(), num(value as f64)))
             .collect(),
     )
