@@ -49,7 +49,9 @@ const DRIFTED_CONFIG: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items"
 /// Sticky keys the saturation runs rotate through, so both sides of the ramp are used.
 const USERS: usize = 16;
 
-/// `oha` from crates.io: pinned, built without TLS (plain HTTP is all it needs here).
+/// `oha` from crates.io, pinned. Built with `native-tls` (the system OpenSSL) instead of
+/// the default rustls + aws-lc, which compiles a large C library; oha 1.16 does not build
+/// without a TLS feature at all.
 const OHA_VERSION: &str = "1.16.0";
 /// Where the harness installs its own tools.
 const TOOLS_DIR: &str = "target/tools";
@@ -1157,13 +1159,25 @@ fn ensure_oha(root: &Path) -> Result<PathBuf> {
         println!("bench: oha {OHA_VERSION}: {}", oha.display());
         return Ok(oha);
     }
-    println!(
-        "bench: oha {OHA_VERSION}: building from crates.io into {TOOLS_DIR} (once; a few minutes)"
-    );
+    // native-tls links the system OpenSSL, found through pkg-config.
+    let openssl_found = Command::new("pkg-config")
+        .args(["--exists", "openssl"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !openssl_found {
+        apt_install("pkg-config")?;
+        apt_install("libssl-dev")?;
+    }
+    println!("bench: oha {OHA_VERSION}: building from crates.io into {TOOLS_DIR} (once; several minutes)");
     process::run(
         cargo()
             .args(["install", "oha", "--version", OHA_VERSION, "--locked"])
-            .args(["--no-default-features", "--root"])
+            .args([
+                "--no-default-features",
+                "--features",
+                "native-tls",
+                "--root",
+            ])
             .arg(&tools),
     )?;
     Ok(oha)
@@ -1326,5 +1340,94 @@ mod tests {
             &mut problems,
         );
         assert_eq!(problems.len(), 3);
+    }
+}
+
+/// The generated bootstrap against the real Envoy: `envoy --mode validate` loads every
+/// listener, the Lua script and the wasm modules, so a broken variant fails here rather
+/// than ten minutes into a benchmark run.
+#[cfg(test)]
+mod envoy_tests {
+    use super::*;
+
+    /// `RAMPART_ENVOY` / `RAMPART_WASM` as `cargo xtask test` sets them, else the builds
+    /// `cargo xtask setup` and `wasm` leave under `target/`.
+    fn envoy_and_wasm(root: &Path) -> (PathBuf, PathBuf) {
+        let envoy = std::env::var_os("RAMPART_ENVOY")
+            .map(PathBuf::from)
+            .or_else(|| {
+                [
+                    "target/envoy-venv/bin/envoy",
+                    "target/envoy-pkg/envoy/_bin/envoy",
+                ]
+                .iter()
+                .map(|relative| root.join(relative))
+                .find(|path| path.is_file())
+            })
+            .expect(
+                "no Envoy: RAMPART_ENVOY is unset and none is installed; run `cargo xtask test`",
+            );
+        let wasm = std::env::var_os("RAMPART_WASM").map_or_else(
+            || root.join("target/wasm32-unknown-unknown/release/rampart_filter.wasm"),
+            PathBuf::from,
+        );
+        assert!(
+            wasm.is_file(),
+            "no filter at {}; run `cargo xtask test`",
+            wasm.display()
+        );
+        (envoy, wasm)
+    }
+
+    #[test]
+    fn the_variants_bootstrap_is_valid_for_envoy() {
+        let root = crate::repo_root();
+        let (envoy, wasm) = envoy_and_wasm(&root);
+        let work = std::env::temp_dir().join(format!("rampart-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&work).unwrap();
+        let bench = Bench {
+            root: root.clone(),
+            options: Options::parse(&[]).unwrap(),
+            envoy: envoy.clone(),
+            rampart_wasm: wasm.clone(),
+            // Validation only loads the module; any proxy-wasm filter stands in for the noop.
+            noop_wasm: wasm,
+            generators: Generators {
+                wrk: "wrk".into(),
+                oha: "oha".into(),
+                cpu: None,
+                wrk_connections: 1,
+                oha_connections: 1,
+            },
+            envoy_cpu: None,
+            ticks_per_second: 100,
+            work: work.clone(),
+        };
+        let variants = bench.variants().unwrap();
+        assert_eq!(
+            variants.iter().map(|v| v.id).collect::<Vec<_>>(),
+            ["A0", "A1", "A2", "A3", "A3d", "A4"]
+        );
+        let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+        let config = work.join("envoy.yaml");
+        std::fs::write(
+            &config,
+            bootstrap::render(proxy::free_ports(1).unwrap()[0], &listeners),
+        )
+        .unwrap();
+        let output = Command::new(&envoy)
+            .args(["--mode", "validate", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        let _ = std::fs::remove_dir_all(&work);
+        assert!(
+            output.status.success(),
+            "Envoy rejected the bench bootstrap:\n{log}"
+        );
+        assert!(log.contains("rampart[bench-a3]: contract loaded"), "{log}");
+        assert!(log.contains("rampart[bench-a3d]: contract loaded"), "{log}");
     }
 }
