@@ -77,11 +77,12 @@ struct Options {
     warmup_seconds: u32,
     builds: bool,
     report_only: bool,
+    pin: bool,
 }
 
 impl Options {
     const USAGE: &'static str =
-        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report]";
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--no-pin]";
 
     fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
@@ -90,6 +91,7 @@ impl Options {
             warmup_seconds: 1,
             builds: false,
             report_only: false,
+            pin: true,
         };
         let mut rounds_given = false;
         let mut args = args.iter();
@@ -118,6 +120,7 @@ impl Options {
                 "--seconds" => options.seconds = number("--seconds")?,
                 "--builds" => options.builds = true,
                 "--report" => options.report_only = true,
+                "--no-pin" => options.pin = false,
                 other => {
                     return Err(Error::new(format!(
                         "unknown argument `{other}`; {}",
@@ -235,6 +238,9 @@ struct Run {
     round: u32,
     rps: f64,
     cpu_us: f64,
+    /// Share of one core Envoy used during the saturation run (about 1 when Envoy,
+    /// not the generator or the machine, is the bottleneck).
+    envoy_busy: f64,
     rate_rps: f64,
     rate_cpu_us: f64,
     p50_us: f64,
@@ -250,6 +256,7 @@ impl Run {
             ("round".to_owned(), num(f64::from(self.round))),
             ("rps".to_owned(), num(self.rps)),
             ("cpu_us_per_request".to_owned(), num(self.cpu_us)),
+            ("envoy_busy_share".to_owned(), num(self.envoy_busy)),
             ("rate_rps".to_owned(), num(self.rate_rps)),
             (
                 "cpu_us_per_request_at_rate".to_owned(),
@@ -298,7 +305,10 @@ impl Bench {
         let wrk = ensure_wrk()?;
         let oha = ensure_oha(root)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let (envoy_cpu, load_cpu) = if cores >= 2 {
+        let (envoy_cpu, load_cpu) = if !options.pin {
+            println!("bench: --no-pin: Envoy and the load generators float over all cores");
+            (None, None)
+        } else if cores >= 2 {
             (Some(0), Some(1))
         } else {
             println!("bench: only one core: Envoy and the load generators are not pinned");
@@ -594,6 +604,7 @@ impl Bench {
         let after = envoy.stats()?;
         run.rps = wrk.rps();
         run.cpu_us = per_request(cpu_after - cpu_before, wrk.requests);
+        run.envoy_busy = (cpu_after - cpu_before) as f64 / 1e6 / wrk.seconds.max(1e-9);
         check_wrk(&wrk, &mut run.problems);
         run.canary_share = check_counters(variant, &before, &after, probe_share, &mut run.problems);
 
@@ -649,13 +660,12 @@ impl Bench {
     fn context(&self) -> Result<Value> {
         let size =
             |path: &Path| std::fs::metadata(path).map_or(Value::Null, |m| num(m.len() as f64));
+        // `<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: keep what follows `version:`.
         let envoy_version = command_output(Command::new(&self.envoy).arg("--version"))
             .unwrap_or_default()
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+            .split_once("version:")
+            .map(|(_, version)| version.trim().to_owned())
+            .unwrap_or_default();
         let wrk_version = command_output(Command::new(&self.generators.wrk).arg("--version"))
             .unwrap_or_default()
             .lines()
@@ -1041,6 +1051,7 @@ fn variant_json(variant: &Variant, runs: &[Run], memory: Option<Value>) -> Value
             "cpu_us_per_request_at_rate".to_owned(),
             spread(|r| r.rate_cpu_us),
         ),
+        ("envoy_busy_share".to_owned(), spread(|r| r.envoy_busy)),
         ("p50_us".to_owned(), spread(|r| r.p50_us)),
         ("p99_us".to_owned(), spread(|r| r.p99_us)),
         ("p999_us".to_owned(), spread(|r| r.p999_us)),
@@ -1150,6 +1161,13 @@ fn ensure_wasm_opt() -> Result<PathBuf> {
 }
 
 fn ensure_oha(root: &Path) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RAMPART_OHA") {
+        println!(
+            "bench: oha: {} (RAMPART_OHA)",
+            PathBuf::from(&path).display()
+        );
+        return Ok(PathBuf::from(path));
+    }
     let tools = root.join(TOOLS_DIR);
     let oha = tools.join("bin/oha");
     let version_ok = || {
@@ -1235,6 +1253,8 @@ mod tests {
         );
         let quick = Options::parse(&["--quick".into()]).unwrap();
         assert_eq!((quick.rounds, quick.seconds), (1, 1));
+        assert!(defaults.pin);
+        assert!(!Options::parse(&["--no-pin".into()]).unwrap().pin);
         let builds = Options::parse(&["--builds".into()]).unwrap();
         assert_eq!((builds.rounds, builds.builds), (3, true));
         let explicit = Options::parse(&["--builds".into(), "--rounds".into(), "2".into()]).unwrap();

@@ -213,11 +213,34 @@ pub fn http_get(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no HTTP status line"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        dechunk(body).ok_or_else(|| std::io::Error::other("malformed chunked body"))?
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
+}
+
+/// The payload of an HTTP/1.1 chunked body (Envoy's admin answers that way).
+pub fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size_line, rest) = body.split_once("\r\n")?;
+        let size_text = size_line.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_text, 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -241,6 +264,16 @@ mod tests {
         let status = "Name:\tenvoy\nVmPeak:\t 999 kB\nVmRSS:\t   51234 kB\nThreads:\t9\n";
         assert_eq!(parse_rss_kib(status), Some(51234));
         assert_eq!(parse_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk("5\r\nLIVE\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n").as_deref(),
+            Some("LIVE\nabc")
+        );
+        assert_eq!(dechunk("5\r\nLIV"), None);
+        assert_eq!(dechunk("zz\r\n"), None);
     }
 
     #[test]
