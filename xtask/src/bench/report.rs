@@ -488,28 +488,62 @@ pub fn recommend(builds: &[Value]) -> String {
             }
         )
     };
-    if fastest.name != smallest.name && fastest.cpu.max < smallest.cpu.min {
-        format!(
-            "**Recommendation: {}** ({}): clearly the cheapest per request, {:.1} µs against \
-             {:.1} µs for the smallest build ({}, {}), with no overlap between the ranges.",
-            fastest.name,
-            size_note(fastest),
-            fastest.cpu.median,
-            smallest.cpu.median,
-            smallest.name,
-            size_note(smallest)
-        )
+    let excluded: Vec<&str> = builds
+        .iter()
+        .filter(|b| {
+            b.get("wasm_bytes")
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n > WASM_BUDGET_BYTES)
+        })
+        .filter_map(|b| b.get("build").and_then(Value::as_str))
+        .collect();
+    let excluded_note = if excluded.is_empty() {
+        String::new()
     } else {
         format!(
+            " Not eligible, over the 256 KiB budget: {}.",
+            excluded.join(", ")
+        )
+    };
+    // A range of one or two runs says nothing about noise: three at least to call it clear.
+    let enough_runs = fastest.cpu.n >= 3 && smallest.cpu.n >= 3;
+    let recommendation =
+        if fastest.name != smallest.name && enough_runs && fastest.cpu.max < smallest.cpu.min {
+            format!(
+                "**Recommendation: {}** ({}): clearly the cheapest per request, {:.1} µs against \
+             {:.1} µs for the smallest build ({}, {}), with no overlap between the ranges.",
+                fastest.name,
+                size_note(fastest),
+                fastest.cpu.median,
+                smallest.cpu.median,
+                smallest.name,
+                size_note(smallest)
+            )
+        } else if fastest.name == smallest.name {
+            format!(
+                "**Recommendation: {}** ({}): the smallest build is also the cheapest per request \
+             ({:.1} µs).",
+                smallest.name,
+                size_note(smallest),
+                smallest.cpu.median
+            )
+        } else {
+            format!(
             "**Recommendation: {}** ({}): the smallest build; the fastest median ({}, {:.1} µs \
-             against {:.1} µs) is not clearly apart from it given the ranges, so size decides.",
+             against {:.1} µs) is not clearly apart from it ({}), so size decides.",
             smallest.name,
             size_note(smallest),
             fastest.name,
             fastest.cpu.median,
-            smallest.cpu.median
+            smallest.cpu.median,
+            if enough_runs {
+                "the ranges overlap"
+            } else {
+                "fewer than three runs each"
+            }
         )
-    }
+        };
+    recommendation + &excluded_note
 }
 
 fn render_method(out: &mut String) {
@@ -602,6 +636,12 @@ mod tests {
             build("3", 300_000.0, (15.0, 14.5, 15.5)),
         ];
         assert!(recommend(&too_big).starts_with("**Recommendation: z**"));
+        assert!(recommend(&too_big).ends_with("over the 256 KiB budget: 3."));
+        let one_run = [
+            json::parse(r#"{"build":"z","wasm_bytes":100000,"cpu_us_per_request":{"median":20,"min":20,"max":20,"n":1}}"#).unwrap(),
+            json::parse(r#"{"build":"3","wasm_bytes":200000,"cpu_us_per_request":{"median":15,"min":15,"max":15,"n":1}}"#).unwrap(),
+        ];
+        assert!(recommend(&one_run).contains("fewer than three runs"));
     }
 
     #[test]
