@@ -152,6 +152,8 @@ impl Generators {
             "--output-format",
             "json",
             "--latency-correction",
+            // Requests in flight at the deadline complete rather than count as errors.
+            "--wait-ongoing-requests-after-deadline",
         ])
         .args(["-c", &self.oha_connections.to_string()])
         .args(["-q", &rate.to_string(), "-z", &format!("{seconds}s")]);
