@@ -181,11 +181,15 @@ fn render_variants(out: &mut String, results: &Value) {
         let rps = spread(v.get("rps"));
         let p99 = spread(v.get("p99_us"));
         let cpu = spread(v.get("cpu_us_per_request"));
-        let ratio = |a: Option<Spread>, b: Option<Spread>| match (a, b) {
+        let id = string(v, &["id"]);
+        // A variant compared with itself is exactly 1 (or 0), whatever its spread.
+        let ratio = |a: Option<Spread>, b: Option<Spread>, base: &str| match (a, b) {
+            _ if id == base => "1".to_owned(),
             (Some(a), Some(b)) => show(stats::ratio(&a, &b), 2),
             _ => "–".to_owned(),
         };
         let cpu_over_a0 = match (cpu, a0_cpu) {
+            _ if id == "A0" => "0".to_owned(),
             (Some(c), Some(a)) => show(Some(stats::difference(&c, &a)), 1),
             _ => "–".to_owned(),
         };
@@ -194,12 +198,12 @@ fn render_variants(out: &mut String, results: &Value) {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} of {} |",
             string(v, &["id"]),
             show(rps, 0),
-            ratio(rps, a0_rps),
-            ratio(rps, a4_rps),
+            ratio(rps, a0_rps, "A0"),
+            ratio(rps, a4_rps, "A4"),
             show(spread(v.get("p50_us")), 0),
             show(p99, 0),
             show(spread(v.get("p999_us")), 0),
-            ratio(p99, a0_p99),
+            ratio(p99, a0_p99, "A0"),
             show(cpu, 1),
             cpu_over_a0,
             show_number(v.get("rss_mib"), 1),
@@ -362,6 +366,36 @@ fn render_checks(out: &mut String, results: &Value) {
             out,
             "* Wasm VMs in the variants' Envoy after the rounds: {}.",
             vms.join(", ")
+        );
+    }
+    let variants = results
+        .get("variants")
+        .map(Value::elements)
+        .unwrap_or_default();
+    let busy: Vec<String> = variants
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {}",
+                string(v, &["id"]),
+                show(spread(v.get("envoy_busy_share")), 2)
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "* Share of its core Envoy used during the saturation runs: {}.",
+        busy.join(", ")
+    );
+    let starved = variants
+        .iter()
+        .filter_map(|v| spread(v.get("envoy_busy_share")))
+        .any(|s| s.median < 0.9);
+    if starved {
+        out.push_str(
+            "* **Warning:** Envoy did not keep its core busy at saturation (share below 0.9): \
+             the generator or other work on the machine limited the throughput, and fixed \
+             per-wake-up costs inflate the CPU per request. Rerun on a quiet machine.\n",
         );
     }
     let mut flagged = Vec::new();
@@ -550,10 +584,11 @@ fn render_method(out: &mut String) {
     out.push_str(
         "## How to rerun\n\n\
          ```sh\n\
-         cargo xtask bench            # the variants (about 7 minutes on 2 cores): bench/results.json + this file\n\
+         cargo xtask bench            # the variants (6–9 minutes on 2 cores): bench/results.json + this file\n\
          cargo xtask bench --builds   # opt-level / wasm-opt comparison: bench/builds.json + this file\n\
          cargo xtask bench --report   # regenerate this file from the two JSON files\n\
          cargo xtask bench --quick    # one short round, to check the harness works (figures meaningless)\n\
+         cargo xtask bench --no-pin   # leave Envoy and the generators unpinned (figures not comparable)\n\
          ```\n\n\
          `--rounds N` and `--seconds S` change the rounds and the length of each run. The harness \
          installs what is missing: Envoy 1.40 (as `cargo xtask setup`), `wrk` (Debian package), \
