@@ -32,7 +32,7 @@ use crate::{envoy, tasks, Error, Result};
 const CONTRACT_FILE: &str = "envoy/bench/contract.json";
 /// The Lua filter of variant A4.
 const LUA_FILE: &str = "envoy/bench/a4.lua";
-/// Results of the variant comparison and of the build comparison.
+/// Results of the variant comparison.
 pub const RESULTS_FILE: &str = "bench/results.json";
 /// Results of `--builds`.
 pub const BUILDS_FILE: &str = "bench/builds.json";

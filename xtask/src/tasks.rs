@@ -96,6 +96,8 @@ pub fn lint(root: &Path) -> Result<()> {
             "rampart",
             "-p",
             FILTER_PACKAGE,
+            "-p",
+            "rampart-noop-filter",
             "--target",
             WASM_TARGET,
             "--",

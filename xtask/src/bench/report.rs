@@ -601,9 +601,9 @@ fn render_method(out: &mut String) {
          in each round, starting one later each round.\n\
          * Upstreams are `direct_response` routes: only the proxy is measured. The canary and \
          stable answers have the same size; every route adds the same response header.\n\
-         * Every variant receives the same requests: a 329-byte JSON config header \
+         * Every variant receives the same requests: a JSON config header \
          (`x-user-config`), a tier header that `header_to_metadata` turns into dynamic metadata \
-         (`tenant.tier`) for A2–A4, and one of 16 sticky keys (`x-user-id`). A3d's config header \
+         (`tenant.tier`) for A2–A4, and one of the sticky keys (`x-user-id`) in turn. A3d's config header \
          has one value changed. The node metadata `CONFIG_REV` is set in the bootstrap.\n\
          * A1 matches the config and tier headers exactly in the route table (it cannot hash, \
          canonicalise, read node metadata or split users) and states the route in a response \
