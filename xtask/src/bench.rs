@@ -250,6 +250,8 @@ struct Run {
     p999_us: f64,
     canary_share: Option<f64>,
     problems: Vec<String>,
+    /// Set when the variant cannot serve the latency rate at all.
+    overload: Option<String>,
 }
 
 impl Run {
@@ -270,6 +272,9 @@ impl Run {
         ];
         if let Some(share) = self.canary_share {
             members.push(("canary_share".to_owned(), num(share)));
+        }
+        if let Some(overload) = &self.overload {
+            members.push(("overload".to_owned(), text(overload.clone())));
         }
         members.push((
             "problems".to_owned(),
@@ -615,7 +620,7 @@ impl Bench {
             .generators
             .oha(&url, &variant.requests[0], rate, self.options.seconds)?;
         let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
-        check_oha(&oha, rate, &mut run.problems);
+        run.overload = check_oha(&oha, rate, run.rps, &mut run.problems);
         run.rate_rps = oha.rps;
         run.rate_cpu_us = per_request(cpu_after - cpu_before, oha.responses);
         run.p50_us = oha.p50_us;
@@ -955,20 +960,34 @@ fn check_wrk(wrk: &WrkRun, problems: &mut Vec<String>) {
     }
 }
 
-fn check_oha(oha: &OhaRun, rate: u32, problems: &mut Vec<String>) {
+/// Checks a fixed-rate run. Falling short of the rate is a problem of the run when the
+/// variant could serve more (`saturation_rps` above the rate): then the generator or the
+/// machine failed. When the variant saturates below the rate, the shortfall is the result
+/// (its latency at that load is queueing) and is returned as a note instead.
+fn check_oha(
+    oha: &OhaRun,
+    rate: u32,
+    saturation_rps: f64,
+    problems: &mut Vec<String>,
+) -> Option<String> {
     if oha.bad_status > 0 {
         problems.push(format!("oha: {} responses not 2xx", oha.bad_status));
     }
     if oha.errors > 0 {
         problems.push(format!("oha: {} requests failed", oha.errors));
     }
-    // A generator that cannot keep the rate measures something else than the issue asks.
-    if oha.rps < f64::from(rate) * 0.9 {
-        problems.push(format!(
-            "oha reached {:.0} rps of the {rate} asked",
-            oha.rps
+    let rate = f64::from(rate);
+    if oha.rps >= rate * 0.9 {
+        return None;
+    }
+    let shortfall = format!("oha reached {:.0} rps of the {rate:.0} asked", oha.rps);
+    if saturation_rps < rate {
+        return Some(format!(
+            "overloaded: saturates at {saturation_rps:.0} rps, below the latency rate; {shortfall}"
         ));
     }
+    problems.push(shortfall);
+    None
 }
 
 /// Checks Rampart's counters over a run: every request decided, matched (or drifted for
@@ -1305,6 +1324,34 @@ mod tests {
         for (key, value) in header.members() {
             assert_eq!(flags.get(key), Some(value), "{key}");
         }
+    }
+
+    #[test]
+    fn a_missed_rate_is_a_problem_unless_the_variant_saturates_below_it() {
+        let oha = OhaRun {
+            responses: 8000,
+            bad_status: 0,
+            errors: 0,
+            rps: 8000.0,
+            p50_us: 1.0,
+            p99_us: 2.0,
+            p999_us: 3.0,
+        };
+        let mut problems = Vec::new();
+        assert_eq!(check_oha(&oha, 8500, 20000.0, &mut problems), None);
+        assert!(problems.is_empty());
+        assert_eq!(check_oha(&oha, 10000, 20000.0, &mut problems), None);
+        assert_eq!(
+            problems.len(),
+            1,
+            "a variant able to serve 20000 rps missed 10000"
+        );
+        let note = check_oha(&oha, 10000, 8500.0, &mut problems).unwrap();
+        assert!(
+            note.starts_with("overloaded: saturates at 8500 rps"),
+            "{note}"
+        );
+        assert_eq!(problems.len(), 1);
     }
 
     #[test]

@@ -398,6 +398,25 @@ fn render_checks(out: &mut String, results: &Value) {
              per-wake-up costs inflate the CPU per request. Rerun on a quiet machine.\n",
         );
     }
+    let mut overloaded = Vec::new();
+    for v in variants {
+        for run in v.get("runs").map(Value::elements).unwrap_or_default() {
+            if let Some(note) = run.get("overload").and_then(Value::as_str) {
+                overloaded.push(format!(
+                    "  * {} round {}: {note}",
+                    string(v, &["id"]),
+                    show_number(run.get("round"), 0)
+                ));
+            }
+        }
+    }
+    if !overloaded.is_empty() {
+        let _ = writeln!(
+            out,
+            "* Overloaded at the latency rate (counted: the latencies are its queueing at that load):\n{}",
+            overloaded.join("\n")
+        );
+    }
     let mut flagged = Vec::new();
     for v in results
         .get("variants")
@@ -457,9 +476,11 @@ fn render_builds(out: &mut String, results: &Value) {
     let a0_cpu = builds
         .first()
         .and_then(|b| spread(b.get("cpu_us_per_request")));
-    for b in builds {
+    for (i, b) in builds.iter().enumerate() {
         let cpu = spread(b.get("cpu_us_per_request"));
         let over = match (cpu, a0_cpu) {
+            // The first row is A0 itself.
+            _ if i == 0 => "0".to_owned(),
             (Some(c), Some(a)) => show(Some(stats::difference(&c, &a)), 1),
             _ => "–".to_owned(),
         };
