@@ -354,7 +354,7 @@ impl Bench {
         })
     }
 
-    /// The six variants of the issue, each on its own port.
+    /// The six variants (A0–A4 and A3d), each on its own port.
     fn variants(&self) -> Result<Vec<Variant>> {
         let ports = proxy::free_ports(6)?;
         let lua_path = self.root.join(LUA_FILE);
@@ -458,7 +458,7 @@ impl Bench {
         Envoy::start(&self.envoy, &config, admin_port, self.envoy_cpu, &log)
     }
 
-    /// The issue's comparison: A0–A4 in one Envoy, interleaved rounds, then memory.
+    /// The variant comparison: A0–A4 in one Envoy, interleaved rounds, then memory.
     fn compare_variants(&self) -> Result<Value> {
         let variants = self.variants()?;
         let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();

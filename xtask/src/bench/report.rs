@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::json::Value;
 use super::stats::{self, Spread};
 
-/// Size budget `cargo xtask wasm` enforces, and the target.
+/// Size budget `cargo xtask wasm` enforces, and the size target.
 const WASM_BUDGET_BYTES: f64 = 256.0 * 1024.0;
 const WASM_TARGET_BYTES: f64 = 150.0 * 1024.0;
 
