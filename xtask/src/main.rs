@@ -3,6 +3,7 @@
 //! Commands install only what is missing and print one line per step, so the
 //! same entry point serves a fresh checkout, a developer loop and CI.
 
+mod bench;
 mod component;
 mod envoy;
 mod fuzz;
@@ -39,6 +40,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "soak",
         "mixed traffic with contract reloads through Envoy: [--minutes N]; figures to RELIABILITY.md",
+    ),
+    (
+        "bench",
+        "measure Rampart's cost in Envoy next to no filter, native routing, wasm and Lua (see BENCHMARKS.md)",
     ),
     ("help", "print this list"),
 ];
@@ -106,6 +111,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => tasks::test(&root, passthrough_args(rest)),
         "fuzz" => fuzz::run(&root, rest),
         "soak" => soak::run(&root, rest),
+        "bench" => bench::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
             match other {
@@ -138,7 +144,7 @@ fn reject_extra_args(command: &str, rest: &[String]) -> Result<()> {
     match rest.first() {
         None => Ok(()),
         Some(arg) => Err(Error::new(format!(
-            "`{command}` takes no arguments (got `{arg}`); only `test` passes arguments on"
+            "`{command}` takes no arguments (got `{arg}`); only `test` and `bench` take arguments"
         ))),
     }
 }

@@ -86,10 +86,16 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     process::run(
         cargo()
             .args(["test", "--workspace"])
-            // The filter is a wasm32 cdylib and xtask has no tests worth a native build.
-            .args(["--exclude", FILTER_PACKAGE, "--exclude", "xtask"])
+            // The filters are wasm32 cdylibs; `cargo xtask wasm` and `bench` build them.
             // The component is a wasm32-wasip2 cdylib, tested by rampart-component-tests.
-            .args(["--exclude", "rampart-component"])
+            .args([
+                "--exclude",
+                FILTER_PACKAGE,
+                "--exclude",
+                "rampart-noop-filter",
+                "--exclude",
+                "rampart-component",
+            ])
             .args(cargo_test_args)
             .env("RAMPART_ENVOY", &prepared.envoy)
             .env("RAMPART_WASM", &prepared.wasm)
@@ -138,6 +144,8 @@ pub fn lint(root: &Path) -> Result<()> {
             "rampart",
             "-p",
             FILTER_PACKAGE,
+            "-p",
+            "rampart-noop-filter",
             "--target",
             WASM_TARGET,
             "--",

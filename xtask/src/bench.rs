@@ -1,0 +1,1504 @@
+//! `cargo xtask bench`: Rampart's cost in Envoy, side by side with no filter, native
+//! routing, an empty wasm filter and Lua.
+//!
+//! One Envoy process (one worker, pinned to one core) serves one listener per variant;
+//! the load generators run on the other core. Variants are measured in interleaved
+//! rounds; every run is checked (statuses, routing, drift) before it counts, and the
+//! medians with their min–max spread go to `bench/results.json`, from which
+//! `BENCHMARKS.md` is generated. `--builds` compares opt-levels and wasm-opt the same way.
+
+mod bootstrap;
+mod json;
+mod load;
+mod proxy;
+mod report;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use bootstrap::{Kind, Listener};
+use json::Value;
+use load::{Generators, Headers, OhaRun, WrkRun};
+use proxy::Envoy;
+use stats::Spread;
+
+use crate::process::{self, cargo};
+use crate::{envoy, tasks, Error, Result};
+
+/// The benchmark contract (its `contract` name is set per listener).
+const CONTRACT_FILE: &str = "envoy/bench/contract.json";
+/// The Lua filter of variant A4.
+const LUA_FILE: &str = "envoy/bench/a4.lua";
+/// Results of the variant comparison.
+pub const RESULTS_FILE: &str = "bench/results.json";
+/// Results of `--builds`.
+pub const BUILDS_FILE: &str = "bench/builds.json";
+/// The generated report.
+pub const REPORT_FILE: &str = "BENCHMARKS.md";
+/// Scratch directory: bootstrap, scripts, logs, built variants.
+const WORK_DIR: &str = "target/bench";
+
+/// The config header every request carries: the tested configuration, 329 bytes, its
+/// keys in an order that is not canonical, so the filter canonicalises for real.
+pub const CONFIG: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50,"locale":"de-DE","experiments":{"search_ranker":"bm25-v3","reco_model":"2026-11-a","price_display":"gross"},"limits":{"cart_ttl_s":3600,"max_coupons":3,"rate_per_min":120},"features":["one_click","apple_pay","gift_wrap","saved_carts"],"tenant_region":"eu-central-1","schema":7}"#;
+/// The same with one value changed: what A3d's requests carry.
+const DRIFTED_CONFIG: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":51,"locale":"de-DE","experiments":{"search_ranker":"bm25-v3","reco_model":"2026-11-a","price_display":"gross"},"limits":{"cart_ttl_s":3600,"max_coupons":3,"rate_per_min":120},"features":["one_click","apple_pay","gift_wrap","saved_carts"],"tenant_region":"eu-central-1","schema":7}"#;
+/// Sticky keys the saturation runs rotate through, so both sides of the ramp are used.
+const USERS: usize = 16;
+
+/// `oha` from crates.io, pinned. Built with `native-tls` (the system OpenSSL) instead of
+/// the default rustls + aws-lc, which compiles a large C library; oha 1.16 does not build
+/// without a TLS feature at all.
+const OHA_VERSION: &str = "1.16.0";
+/// Where the harness installs its own tools.
+const TOOLS_DIR: &str = "target/tools";
+
+/// Target rate of the latency runs, as a share of A0's saturation throughput.
+const LATENCY_LOAD: f64 = 0.5;
+
+/// wasm-opt features the Rust wasm32 target emits (binaryen 108 needs them named).
+const WASM_OPT_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
+/// The command line of `cargo xtask bench`.
+#[derive(Clone, Debug, PartialEq)]
+struct Options {
+    rounds: u32,
+    seconds: u32,
+    warmup_seconds: u32,
+    builds: bool,
+    report_only: bool,
+    pin: bool,
+}
+
+impl Options {
+    const USAGE: &'static str =
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--no-pin]";
+
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut options = Options {
+            rounds: 5,
+            // 5 rounds × 6 variants × (1 s warm-up + 4 s wrk + 4 s oha) ≈ 4.5 minutes of
+            // load, which keeps the whole command under 10 minutes on a busy 2-core machine.
+            seconds: 4,
+            warmup_seconds: 1,
+            builds: false,
+            report_only: false,
+            pin: true,
+        };
+        let mut rounds_given = false;
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut number = |name: &str| -> Result<u32> {
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&v| v > 0)
+                    .ok_or_else(|| {
+                        Error::new(format!(
+                            "{name} needs a positive whole number; {}",
+                            Self::USAGE
+                        ))
+                    })
+            };
+            match arg.as_str() {
+                "--quick" => {
+                    options.rounds = 1;
+                    options.seconds = 1;
+                    rounds_given = true;
+                }
+                "--rounds" => {
+                    options.rounds = number("--rounds")?;
+                    rounds_given = true;
+                }
+                "--seconds" => options.seconds = number("--seconds")?,
+                "--builds" => options.builds = true,
+                "--report" => options.report_only = true,
+                "--no-pin" => options.pin = false,
+                other => {
+                    return Err(Error::new(format!(
+                        "unknown argument `{other}`; {}",
+                        Self::USAGE
+                    )))
+                }
+            }
+        }
+        if options.builds && !rounds_given {
+            options.rounds = 3;
+        }
+        Ok(options)
+    }
+}
+
+/// Runs the benchmark (or only regenerates the report) as `args` ask.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let options = Options::parse(args)?;
+    if options.report_only {
+        return write_report(root);
+    }
+    let started = Instant::now();
+    let bench = Bench::prepare(root, &options)?;
+    let results = if options.builds {
+        bench.compare_builds()?
+    } else {
+        bench.compare_variants()?
+    };
+    let file = root.join(if options.builds {
+        BUILDS_FILE
+    } else {
+        RESULTS_FILE
+    });
+    write_file(&file, &results.to_pretty())?;
+    println!(
+        "bench: wrote {}",
+        file.strip_prefix(root).unwrap_or(&file).display()
+    );
+    write_report(root)?;
+    println!("bench: done in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Regenerates `BENCHMARKS.md` from the results files.
+fn write_report(root: &Path) -> Result<()> {
+    let read = |name: &str| -> Result<Option<Value>> {
+        let path = root.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => json::parse(&text)
+                .map(Some)
+                .map_err(|err| Error::new(format!("{}: {err}", path.display()))),
+            Err(_) => Ok(None),
+        }
+    };
+    let variants = read(RESULTS_FILE)?;
+    let builds = read(BUILDS_FILE)?;
+    let text = report::render(variants.as_ref(), builds.as_ref());
+    write_file(&root.join(REPORT_FILE), &text)?;
+    println!("bench: wrote {REPORT_FILE}");
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| Error::new(format!("cannot create {}: {err}", dir.display())))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|err| Error::new(format!("cannot write {}: {err}", path.display())))
+}
+
+/// Everything a measurement needs, installed and built.
+struct Bench {
+    root: PathBuf,
+    options: Options,
+    envoy: PathBuf,
+    rampart_wasm: PathBuf,
+    noop_wasm: PathBuf,
+    generators: Generators,
+    envoy_cpu: Option<usize>,
+    ticks_per_second: u64,
+    work: PathBuf,
+}
+
+/// One variant as measured: its listener and the requests it is sent.
+struct Variant {
+    id: &'static str,
+    description: &'static str,
+    listener: Listener,
+    /// Expected route per user (`None`: either side is fine, but both must occur).
+    expect: Expect,
+    /// Requests the saturation runs rotate through (one per user).
+    requests: Vec<Headers>,
+    /// Rampart's counter prefix, for the routing checks.
+    counters: Option<String>,
+    /// A3d: every request must drift.
+    drifts: bool,
+    wrk_script: PathBuf,
+}
+
+/// What the probe before measuring must see.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    /// Every user on this side.
+    All(&'static str),
+    /// Users split, both sides present.
+    Split,
+}
+
+/// One measured run of a variant in a round.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    round: u32,
+    rps: f64,
+    cpu_us: f64,
+    /// Share of one core Envoy used during the saturation run (about 1 when Envoy,
+    /// not the generator or the machine, is the bottleneck).
+    envoy_busy: f64,
+    rate_rps: f64,
+    rate_cpu_us: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    canary_share: Option<f64>,
+    problems: Vec<String>,
+    /// Set when the variant cannot serve the latency rate at all.
+    overload: Option<String>,
+}
+
+impl Run {
+    fn to_json(&self) -> Value {
+        let mut members = vec![
+            ("round".to_owned(), num(f64::from(self.round))),
+            ("rps".to_owned(), num(self.rps)),
+            ("cpu_us_per_request".to_owned(), num(self.cpu_us)),
+            ("envoy_busy_share".to_owned(), num(self.envoy_busy)),
+            ("rate_rps".to_owned(), num(self.rate_rps)),
+            (
+                "cpu_us_per_request_at_rate".to_owned(),
+                num(self.rate_cpu_us),
+            ),
+            ("p50_us".to_owned(), num(self.p50_us)),
+            ("p99_us".to_owned(), num(self.p99_us)),
+            ("p999_us".to_owned(), num(self.p999_us)),
+        ];
+        if let Some(share) = self.canary_share {
+            members.push(("canary_share".to_owned(), num(share)));
+        }
+        if let Some(overload) = &self.overload {
+            members.push(("overload".to_owned(), text(overload.clone())));
+        }
+        members.push((
+            "problems".to_owned(),
+            Value::Array(self.problems.iter().cloned().map(Value::String).collect()),
+        ));
+        Value::Object(members)
+    }
+}
+
+fn num(n: f64) -> Value {
+    Value::Number(n)
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::String(s.into())
+}
+
+fn spread_json(spread: Option<Spread>) -> Value {
+    match spread {
+        None => Value::Null,
+        Some(s) => Value::Object(vec![
+            ("median".to_owned(), num(s.median)),
+            ("min".to_owned(), num(s.min)),
+            ("max".to_owned(), num(s.max)),
+            ("n".to_owned(), num(s.n as f64)),
+        ]),
+    }
+}
+
+impl Bench {
+    fn prepare(root: &Path, options: &Options) -> Result<Bench> {
+        let envoy = envoy::ensure(root)?;
+        let rampart_wasm = tasks::wasm(root)?;
+        let noop_wasm = build_noop(root)?;
+        let wrk = ensure_wrk()?;
+        let oha = ensure_oha(root)?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (envoy_cpu, load_cpu) = if !options.pin {
+            println!("bench: --no-pin: Envoy and the load generators float over all cores");
+            (None, None)
+        } else if cores >= 2 {
+            (Some(0), Some(1))
+        } else {
+            println!("bench: only one core: Envoy and the load generators are not pinned");
+            (None, None)
+        };
+        let work = root.join(WORK_DIR);
+        std::fs::create_dir_all(&work)
+            .map_err(|err| Error::new(format!("cannot create {}: {err}", work.display())))?;
+        Ok(Bench {
+            root: root.to_path_buf(),
+            options: options.clone(),
+            envoy,
+            rampart_wasm,
+            noop_wasm,
+            generators: Generators {
+                wrk,
+                oha,
+                cpu: load_cpu,
+                wrk_connections: 16,
+                oha_connections: 16,
+            },
+            envoy_cpu,
+            ticks_per_second: proxy::clock_ticks_per_second(),
+            work,
+        })
+    }
+
+    fn contract(&self, name: &str) -> Result<String> {
+        let path = self.root.join(CONTRACT_FILE);
+        let template = std::fs::read_to_string(&path)
+            .map_err(|err| Error::new(format!("cannot read {}: {err}", path.display())))?;
+        name_contract(&template, name).ok_or_else(|| {
+            Error::new(format!(
+                "{CONTRACT_FILE}: expected `\"contract\": \"bench\"` once"
+            ))
+        })
+    }
+
+    /// The six variants (A0–A4 and A3d), each on its own port.
+    fn variants(&self) -> Result<Vec<Variant>> {
+        let ports = proxy::free_ports(6)?;
+        let lua_path = self.root.join(LUA_FILE);
+        let lua = std::fs::read_to_string(&lua_path)
+            .map_err(|err| Error::new(format!("cannot read {}: {err}", lua_path.display())))?;
+        let specs: Vec<(&'static str, &'static str, Kind, Expect, bool)> = vec![
+            ("A0", "router only, no filter", Kind::RouterOnly, Expect::All("stable"), false),
+            (
+                "A1",
+                "native header-match routing (config and tier headers matched exactly) + route header set",
+                Kind::NativeMatch { config: CONFIG.to_owned() },
+                Expect::All("canary"),
+                false,
+            ),
+            (
+                "A2",
+                "empty proxy-wasm filter (same SDK and profile) + header_to_metadata",
+                Kind::Noop { wasm: self.noop_wasm.clone() },
+                Expect::All("stable"),
+                false,
+            ),
+            (
+                "A3",
+                "Rampart, realistic contract, config matches the lock",
+                Kind::Rampart {
+                    wasm: self.rampart_wasm.clone(),
+                    vm_id: "rampart".into(),
+                    contract: self.contract("bench-a3")?,
+                },
+                Expect::Split,
+                false,
+            ),
+            (
+                "A3d",
+                "Rampart, same contract, every request drifted (drift path and its rate-limited log)",
+                Kind::Rampart {
+                    wasm: self.rampart_wasm.clone(),
+                    vm_id: "rampart".into(),
+                    contract: self.contract("bench-a3d")?,
+                },
+                Expect::All("stable"),
+                true,
+            ),
+            (
+                "A4",
+                "Lua filter: the same reads and header write, no hashing or canonical JSON",
+                Kind::Lua { source: lua },
+                Expect::Split,
+                false,
+            ),
+        ];
+        specs
+            .into_iter()
+            .zip(ports)
+            .map(|((id, description, kind, expect, drifts), port)| {
+                let name = id.to_lowercase();
+                let counters = matches!(kind, Kind::Rampart { .. })
+                    .then(|| format!("wasmcustom.rampart.bench-{name}"));
+                self.variant(
+                    id,
+                    description,
+                    Listener { name, port, kind },
+                    expect,
+                    counters,
+                    drifts,
+                )
+            })
+            .collect()
+    }
+
+    fn variant(
+        &self,
+        id: &'static str,
+        description: &'static str,
+        listener: Listener,
+        expect: Expect,
+        counters: Option<String>,
+        drifts: bool,
+    ) -> Result<Variant> {
+        let config = if drifts { DRIFTED_CONFIG } else { CONFIG };
+        let requests: Vec<Headers> = (1..=USERS).map(|u| request_headers(config, u)).collect();
+        let wrk_script = self.work.join(format!("wrk-{}.lua", listener.name));
+        write_file(&wrk_script, &load::wrk_script(&requests))?;
+        Ok(Variant {
+            id,
+            description,
+            listener,
+            expect,
+            requests,
+            counters,
+            drifts,
+            wrk_script,
+        })
+    }
+
+    fn start_envoy(&self, label: &str, listeners: &[Listener]) -> Result<Envoy> {
+        let admin_port = proxy::free_ports(1)?[0];
+        let config = self.work.join(format!("envoy-{label}.yaml"));
+        write_file(&config, &bootstrap::render(admin_port, listeners))?;
+        let log = self.work.join(format!("envoy-{label}.log"));
+        Envoy::start(&self.envoy, &config, admin_port, self.envoy_cpu, &log)
+    }
+
+    /// The variant comparison: A0–A4 in one Envoy, interleaved rounds, then memory.
+    fn compare_variants(&self) -> Result<Value> {
+        let variants = self.variants()?;
+        let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+        let envoy = self.start_envoy("variants", &listeners)?;
+        println!(
+            "bench: Envoy {} serving {} listeners",
+            envoy.pid(),
+            listeners.len()
+        );
+        let mut canary_shares = BTreeMap::new();
+        for variant in &variants {
+            let share = probe(variant)?;
+            println!(
+                "bench: {} routes as expected (canary share of users {share:.2})",
+                variant.id
+            );
+            canary_shares.insert(variant.id, share);
+        }
+        let rate = self.calibrate(&variants[0])?;
+        let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+        for round in 1..=self.options.rounds {
+            // Interleave, starting each round one variant later, so no variant always
+            // follows the same neighbour or runs at the same point of a round.
+            let n = variants.len();
+            for k in 0..n {
+                let variant = &variants[(k + round as usize - 1) % n];
+                let run = self.measure(&envoy, variant, round, rate, canary_shares[variant.id])?;
+                println!(
+                    "bench: round {round}/{} {:<3} {:>8.0} rps {:>6.1} µs/req | at {:.0} rps p50 {:.0} p99 {:.0} p99.9 {:.0} µs{}",
+                    self.options.rounds,
+                    variant.id,
+                    run.rps,
+                    run.cpu_us,
+                    run.rate_rps,
+                    run.p50_us,
+                    run.p99_us,
+                    run.p999_us,
+                    if run.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  FLAGGED: {}", run.problems.join("; "))
+                    }
+                );
+                runs.entry(variant.id).or_default().push(run);
+            }
+        }
+        let vm_stats = wasm_stats(&envoy.stats()?);
+        let drift_log_lines = envoy
+            .log()
+            .matches("rampart[bench-a3d]: config drift")
+            .count();
+        drop(envoy);
+        let mut memory = BTreeMap::new();
+        for variant in &variants {
+            memory.insert(variant.id, self.memory(variant)?);
+        }
+
+        let mut entries = Vec::new();
+        for variant in &variants {
+            let variant_runs = runs.remove(variant.id).unwrap_or_default();
+            entries.push(variant_json(
+                variant,
+                &variant_runs,
+                memory.remove(variant.id),
+            ));
+        }
+        Ok(Value::Object(vec![
+            ("generated_by".into(), text("cargo xtask bench")),
+            ("context".into(), self.context()?),
+            (
+                "settings".into(),
+                Value::Object(vec![
+                    ("rounds".into(), num(f64::from(self.options.rounds))),
+                    (
+                        "seconds_per_run".into(),
+                        num(f64::from(self.options.seconds)),
+                    ),
+                    (
+                        "warmup_seconds".into(),
+                        num(f64::from(self.options.warmup_seconds)),
+                    ),
+                    (
+                        "wrk_connections".into(),
+                        num(f64::from(self.generators.wrk_connections)),
+                    ),
+                    (
+                        "oha_connections".into(),
+                        num(f64::from(self.generators.oha_connections)),
+                    ),
+                    ("latency_rate_rps".into(), num(f64::from(rate))),
+                    ("latency_load_share_of_a0".into(), num(LATENCY_LOAD)),
+                    ("sticky_keys".into(), num(USERS as f64)),
+                    ("config_header_bytes".into(), num(CONFIG.len() as f64)),
+                    (
+                        "envoy_cpu".into(),
+                        self.envoy_cpu.map_or(Value::Null, |c| num(c as f64)),
+                    ),
+                    (
+                        "load_cpu".into(),
+                        self.generators.cpu.map_or(Value::Null, |c| num(c as f64)),
+                    ),
+                ]),
+            ),
+            ("wasm_stats".into(), vm_stats),
+            ("a3d_drift_log_lines".into(), num(drift_log_lines as f64)),
+            ("variants".into(), Value::Array(entries)),
+        ]))
+    }
+
+    /// A0's saturation throughput, and from it the fixed rate of the latency runs.
+    fn calibrate(&self, a0: &Variant) -> Result<u32> {
+        let seconds = self.options.seconds.max(2);
+        let url = url(a0.listener.port);
+        self.generators.wrk(&url, &a0.wrk_script, 1)?;
+        let run = self.generators.wrk(&url, &a0.wrk_script, seconds)?;
+        if run.bad_status > 0 || run.socket_errors > 0 || run.requests == 0 {
+            return Err(Error::new(format!("calibration on A0 failed: {run:?}")));
+        }
+        let rate = (run.rps() * LATENCY_LOAD).round().max(1.0) as u32;
+        println!(
+            "bench: A0 saturates at {:.0} rps; latency runs at {rate} rps ({:.0}% of it)",
+            run.rps(),
+            LATENCY_LOAD * 100.0
+        );
+        Ok(rate)
+    }
+
+    fn measure(
+        &self,
+        envoy: &Envoy,
+        variant: &Variant,
+        round: u32,
+        rate: u32,
+        probe_share: f64,
+    ) -> Result<Run> {
+        let url = url(variant.listener.port);
+        let mut run = Run {
+            round,
+            ..Run::default()
+        };
+        self.generators
+            .wrk(&url, &variant.wrk_script, self.options.warmup_seconds)?;
+
+        let before = envoy.stats()?;
+        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
+        let wrk = self
+            .generators
+            .wrk(&url, &variant.wrk_script, self.options.seconds)?;
+        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
+        let after = envoy.stats()?;
+        run.rps = wrk.rps();
+        run.cpu_us = per_request(cpu_after - cpu_before, wrk.requests);
+        run.envoy_busy = (cpu_after - cpu_before) as f64 / 1e6 / wrk.seconds.max(1e-9);
+        check_wrk(&wrk, &mut run.problems);
+        run.canary_share = check_counters(variant, &before, &after, probe_share, &mut run.problems);
+
+        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
+        let oha = self
+            .generators
+            .oha(&url, &variant.requests[0], rate, self.options.seconds)?;
+        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
+        run.overload = check_oha(&oha, rate, run.rps, &mut run.problems);
+        run.rate_rps = oha.rps;
+        run.rate_cpu_us = per_request(cpu_after - cpu_before, oha.responses);
+        run.p50_us = oha.p50_us;
+        run.p99_us = oha.p99_us;
+        run.p999_us = oha.p999_us;
+        Ok(run)
+    }
+
+    /// RSS and Envoy's memory stats with only this variant's listener, after a short load.
+    fn memory(&self, variant: &Variant) -> Result<Value> {
+        let envoy = self.start_envoy(
+            &format!("memory-{}", variant.listener.name),
+            std::slice::from_ref(&variant.listener),
+        )?;
+        let url = url(variant.listener.port);
+        self.generators.wrk(&url, &variant.wrk_script, 2)?;
+        let rss_kib = envoy.rss_kib()?;
+        let stats = envoy.stats()?;
+        let mib = |name: &str| {
+            stats
+                .get(name)
+                .map_or(Value::Null, |&b| num(b as f64 / 1048576.0))
+        };
+        println!(
+            "bench: memory {:<3} RSS {:.1} MiB",
+            variant.id,
+            rss_kib as f64 / 1024.0
+        );
+        Ok(Value::Object(vec![
+            ("rss_mib".into(), num(rss_kib as f64 / 1024.0)),
+            (
+                "memory_allocated_mib".into(),
+                mib("server.memory_allocated"),
+            ),
+            (
+                "memory_heap_size_mib".into(),
+                mib("server.memory_heap_size"),
+            ),
+            ("wasm_stats".into(), wasm_stats(&stats)),
+        ]))
+    }
+
+    /// Machine, versions and sizes the figures belong to.
+    fn context(&self) -> Result<Value> {
+        let size =
+            |path: &Path| std::fs::metadata(path).map_or(Value::Null, |m| num(m.len() as f64));
+        // `<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`: keep what follows `version:`.
+        let envoy_version = command_output(Command::new(&self.envoy).arg("--version"))
+            .unwrap_or_default()
+            .split_once("version:")
+            .map(|(_, version)| version.trim().to_owned())
+            .unwrap_or_default();
+        let wrk_version = command_output(Command::new(&self.generators.wrk).arg("--version"))
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let oha_version = command_output(Command::new(&self.generators.oha).arg("--version"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Ok(Value::Object(vec![
+            (
+                "date".into(),
+                text(
+                    command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
+                        .unwrap_or_default()
+                        .trim(),
+                ),
+            ),
+            ("git".into(), text(git_describe(&self.root))),
+            ("cpu_model".into(), text(cpu_model())),
+            (
+                "cores".into(),
+                num(std::thread::available_parallelism().map_or(1, usize::from) as f64),
+            ),
+            (
+                "kernel".into(),
+                text(
+                    command_output(Command::new("uname").arg("-r"))
+                        .unwrap_or_default()
+                        .trim(),
+                ),
+            ),
+            (
+                "load_average_at_start".into(),
+                text(
+                    std::fs::read_to_string("/proc/loadavg")
+                        .unwrap_or_default()
+                        .trim(),
+                ),
+            ),
+            ("envoy".into(), text(envoy_version)),
+            ("wrk".into(), text(wrk_version)),
+            ("oha".into(), text(oha_version)),
+            ("rampart_wasm_bytes".into(), size(&self.rampart_wasm)),
+            ("noop_wasm_bytes".into(), size(&self.noop_wasm)),
+        ]))
+    }
+
+    /// `--builds`: the filter at opt-levels z, s and 3, each with and without wasm-opt,
+    /// as A3 listeners of one Envoy next to A0.
+    fn compare_builds(&self) -> Result<Value> {
+        let wasm_opt = ensure_wasm_opt()?;
+        let dir = self.work.join("builds");
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| Error::new(format!("cannot create {}: {err}", dir.display())))?;
+        let mut builds: Vec<(String, PathBuf)> = Vec::new();
+        for (level, profile) in [("z", "release"), ("s", "release-s"), ("3", "release-o3")] {
+            let built = build_filter_profile(&self.root, profile)?;
+            let plain = dir.join(format!("rampart-o{level}.wasm"));
+            copy(&built, &plain)?;
+            let optimised = dir.join(format!("rampart-o{level}-wasm-opt.wasm"));
+            println!("bench: wasm-opt -O{level} {}", plain.display());
+            process::run(
+                Command::new(&wasm_opt)
+                    .args(WASM_OPT_FEATURES)
+                    .arg(format!("-O{level}"))
+                    .arg(&plain)
+                    .arg("-o")
+                    .arg(&optimised),
+            )?;
+            builds.push((format!("opt-level {level}"), plain));
+            builds.push((format!("opt-level {level} + wasm-opt -O{level}"), optimised));
+        }
+        let ports = proxy::free_ports(builds.len() + 1)?;
+        let a0 = self.variant(
+            "A0",
+            "router only, no filter",
+            Listener {
+                name: "a0".into(),
+                port: ports[0],
+                kind: Kind::RouterOnly,
+            },
+            Expect::All("stable"),
+            None,
+            false,
+        )?;
+        let mut variants = vec![a0];
+        let mut labels = vec!["router only (A0)".to_owned()];
+        for (i, (label, wasm)) in builds.iter().enumerate() {
+            let name = format!("b{i}");
+            let contract = self.contract(&format!("bench-{name}"))?;
+            let listener = Listener {
+                name: name.clone(),
+                port: ports[i + 1],
+                kind: Kind::Rampart {
+                    wasm: wasm.clone(),
+                    vm_id: name.clone(),
+                    contract,
+                },
+            };
+            let counters = Some(format!("wasmcustom.rampart.bench-{name}"));
+            variants.push(self.variant(
+                "A3",
+                "Rampart build",
+                listener,
+                Expect::Split,
+                counters,
+                false,
+            )?);
+            labels.push(label.clone());
+        }
+        let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+        let envoy = self.start_envoy("builds", &listeners)?;
+        let mut shares = Vec::new();
+        for variant in &variants {
+            shares.push(probe(variant)?);
+        }
+        let mut runs: Vec<Vec<(f64, f64, Vec<String>)>> = vec![Vec::new(); variants.len()];
+        for round in 1..=self.options.rounds {
+            let n = variants.len();
+            for k in 0..n {
+                let i = (k + round as usize - 1) % n;
+                let variant = &variants[i];
+                let url = url(variant.listener.port);
+                self.generators
+                    .wrk(&url, &variant.wrk_script, self.options.warmup_seconds)?;
+                let before = envoy.stats()?;
+                let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
+                let wrk = self
+                    .generators
+                    .wrk(&url, &variant.wrk_script, self.options.seconds)?;
+                let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
+                let after = envoy.stats()?;
+                let mut problems = Vec::new();
+                check_wrk(&wrk, &mut problems);
+                check_counters(variant, &before, &after, shares[i], &mut problems);
+                let cpu = per_request(cpu_after - cpu_before, wrk.requests);
+                println!(
+                    "bench: round {round}/{} {:<32} {:>8.0} rps {:>6.1} µs/req{}",
+                    self.options.rounds,
+                    labels[i],
+                    wrk.rps(),
+                    cpu,
+                    if problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  FLAGGED: {}", problems.join("; "))
+                    }
+                );
+                runs[i].push((wrk.rps(), cpu, problems));
+            }
+        }
+        drop(envoy);
+        let mut entries = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            let good: Vec<&(f64, f64, Vec<String>)> =
+                runs[i].iter().filter(|r| r.2.is_empty()).collect();
+            let rps: Vec<f64> = good.iter().map(|r| r.0).collect();
+            let cpu: Vec<f64> = good.iter().map(|r| r.1).collect();
+            let bytes = if i == 0 {
+                Value::Null
+            } else {
+                std::fs::metadata(&builds[i - 1].1).map_or(Value::Null, |m| num(m.len() as f64))
+            };
+            let flagged: Vec<Value> = runs[i]
+                .iter()
+                .filter(|r| !r.2.is_empty())
+                .map(|r| text(r.2.join("; ")))
+                .collect();
+            entries.push(Value::Object(vec![
+                ("build".into(), text(label.clone())),
+                ("wasm_bytes".into(), bytes),
+                ("rps".into(), spread_json(Spread::of(&rps))),
+                ("cpu_us_per_request".into(), spread_json(Spread::of(&cpu))),
+                ("flagged_runs".into(), Value::Array(flagged)),
+            ]));
+        }
+        Ok(Value::Object(vec![
+            ("generated_by".into(), text("cargo xtask bench --builds")),
+            ("context".into(), self.context()?),
+            (
+                "settings".into(),
+                Value::Object(vec![
+                    ("rounds".into(), num(f64::from(self.options.rounds))),
+                    (
+                        "seconds_per_run".into(),
+                        num(f64::from(self.options.seconds)),
+                    ),
+                    (
+                        "wasm_opt".into(),
+                        text(
+                            command_output(Command::new(&wasm_opt).arg("--version"))
+                                .unwrap_or_default()
+                                .trim(),
+                        ),
+                    ),
+                ]),
+            ),
+            ("builds".into(), Value::Array(entries)),
+        ]))
+    }
+}
+
+/// The contract template with its name set to `name`.
+fn name_contract(template: &str, name: &str) -> Option<String> {
+    const PLACEHOLDER: &str = "\"contract\": \"bench\"";
+    (template.matches(PLACEHOLDER).count() == 1)
+        .then(|| template.replace(PLACEHOLDER, &format!("\"contract\": \"{name}\"")))
+}
+
+/// The headers of a request from user number `user`.
+fn request_headers(config: &str, user: usize) -> Headers {
+    vec![
+        ("Host".to_owned(), "127.0.0.1".to_owned()),
+        (bootstrap::USER_HEADER.to_owned(), format!("user-{user:02}")),
+        (
+            bootstrap::TIER_HEADER.to_owned(),
+            bootstrap::TIER.to_owned(),
+        ),
+        (bootstrap::CONFIG_HEADER.to_owned(), config.to_owned()),
+    ]
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/")
+}
+
+fn per_request(cpu_micros: u64, requests: u64) -> f64 {
+    if requests == 0 {
+        f64::NAN
+    } else {
+        cpu_micros as f64 / requests as f64
+    }
+}
+
+/// Sends one request per user and checks every answer and route; returns the share
+/// of users routed to the canary.
+fn probe(variant: &Variant) -> Result<f64> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], variant.listener.port));
+    let mut sides = Vec::new();
+    for headers in &variant.requests {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(name, _)| name != "Host")
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let (status, body) = proxy::http_get(addr, "/", &pairs)
+            .map_err(|err| Error::new(format!("{}: probe request failed: {err}", variant.id)))?;
+        if status != 200 {
+            return Err(Error::new(format!(
+                "{}: probe answered {status}: {body}",
+                variant.id
+            )));
+        }
+        sides.push(body.trim().to_owned());
+    }
+    let canary = sides.iter().filter(|s| *s == "canary").count();
+    let ok = match variant.expect {
+        Expect::All(side) => sides.iter().all(|s| s == side),
+        Expect::Split => {
+            canary > 0
+                && canary < sides.len()
+                && sides.iter().all(|s| s == "canary" || s == "stable")
+        }
+    };
+    if !ok {
+        return Err(Error::new(format!(
+            "{}: routed {sides:?}, expected {:?}; the variant is misconfigured",
+            variant.id, variant.expect
+        )));
+    }
+    Ok(canary as f64 / sides.len() as f64)
+}
+
+fn check_wrk(wrk: &WrkRun, problems: &mut Vec<String>) {
+    if wrk.requests == 0 {
+        problems.push("wrk completed no request".into());
+    }
+    if wrk.bad_status > 0 {
+        problems.push(format!("wrk: {} responses not 2xx/3xx", wrk.bad_status));
+    }
+    if wrk.socket_errors > 0 {
+        problems.push(format!("wrk: {} socket errors", wrk.socket_errors));
+    }
+}
+
+/// Checks a fixed-rate run. Falling short of the rate is a problem of the run when the
+/// variant could serve more (`saturation_rps` above the rate): then the generator or the
+/// machine failed. When the variant saturates below the rate, the shortfall is the result
+/// (its latency at that load is queueing) and is returned as a note instead.
+fn check_oha(
+    oha: &OhaRun,
+    rate: u32,
+    saturation_rps: f64,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    if oha.bad_status > 0 {
+        problems.push(format!("oha: {} responses not 2xx", oha.bad_status));
+    }
+    if oha.errors > 0 {
+        problems.push(format!("oha: {} requests failed", oha.errors));
+    }
+    let rate = f64::from(rate);
+    if oha.rps >= rate * 0.9 {
+        return None;
+    }
+    let shortfall = format!("oha reached {:.0} rps of the {rate:.0} asked", oha.rps);
+    if saturation_rps < rate {
+        return Some(format!(
+            "overloaded: saturates at {saturation_rps:.0} rps, below the latency rate; {shortfall}"
+        ));
+    }
+    problems.push(shortfall);
+    None
+}
+
+/// Checks Rampart's counters over a run: every request decided, matched (or drifted for
+/// A3d), and the canary share close to the probe's. Returns the canary share.
+fn check_counters(
+    variant: &Variant,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    probe_share: f64,
+    problems: &mut Vec<String>,
+) -> Option<f64> {
+    let prefix = variant.counters.as_ref()?;
+    let delta = |name: &str| {
+        let key = format!("{prefix}.{name}");
+        after
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(before.get(&key).copied().unwrap_or(0))
+    };
+    let requests = delta("requests");
+    if requests == 0 {
+        problems.push(format!("{prefix}.requests did not move"));
+        return None;
+    }
+    let canary = delta("canary");
+    let share = canary as f64 / requests as f64;
+    if variant.drifts {
+        if delta("drift") != requests || delta("stable") != requests {
+            problems.push(format!(
+                "not every request drifted to stable: requests {requests}, drift {}, stable {}",
+                delta("drift"),
+                delta("stable")
+            ));
+        }
+    } else {
+        if delta("match") != requests {
+            problems.push(format!("requests {requests} but match {}", delta("match")));
+        }
+        // Round robin over the users: the share follows the users' sides closely, up to
+        // the requests in flight and the last partial cycle.
+        let tolerance = (32.0 / requests as f64).max(0.05);
+        if (share - probe_share).abs() > tolerance {
+            problems.push(format!(
+                "canary share {share:.3}, users' share {probe_share:.3}"
+            ));
+        }
+    }
+    Some(share)
+}
+
+/// Envoy's wasm VM counts: `wasm.wasm_vm_count` and the V8 runtime's active/created VMs.
+fn wasm_stats(stats: &BTreeMap<String, u64>) -> Value {
+    Value::Object(
+        stats
+            .iter()
+            .filter(|(name, _)| {
+                name.as_str() == "wasm.wasm_vm_count"
+                    || (name.starts_with("wasm.envoy.wasm.runtime.")
+                        && (name.ends_with(".active") || name.ends_with(".created")))
+            })
+            .map(|(name, &value)| (name.clone(), num(value as f64)))
+            .collect(),
+    )
+}
+
+/// A variant's entry in the results: medians and spreads over its unflagged runs.
+fn variant_json(variant: &Variant, runs: &[Run], memory: Option<Value>) -> Value {
+    let good: Vec<&Run> = runs.iter().filter(|r| r.problems.is_empty()).collect();
+    let spread = |f: fn(&Run) -> f64| {
+        spread_json(Spread::of(&good.iter().map(|r| f(r)).collect::<Vec<_>>()))
+    };
+    let mut members = vec![
+        ("id".to_owned(), text(variant.id)),
+        ("description".to_owned(), text(variant.description)),
+        ("runs_used".to_owned(), num(good.len() as f64)),
+        (
+            "runs_flagged".to_owned(),
+            num((runs.len() - good.len()) as f64),
+        ),
+        ("rps".to_owned(), spread(|r| r.rps)),
+        ("cpu_us_per_request".to_owned(), spread(|r| r.cpu_us)),
+        (
+            "cpu_us_per_request_at_rate".to_owned(),
+            spread(|r| r.rate_cpu_us),
+        ),
+        ("envoy_busy_share".to_owned(), spread(|r| r.envoy_busy)),
+        ("p50_us".to_owned(), spread(|r| r.p50_us)),
+        ("p99_us".to_owned(), spread(|r| r.p99_us)),
+        ("p999_us".to_owned(), spread(|r| r.p999_us)),
+    ];
+    if let Some(memory) = memory {
+        members.extend(memory.members().iter().cloned());
+    }
+    members.push((
+        "runs".to_owned(),
+        Value::Array(runs.iter().map(Run::to_json).collect()),
+    ));
+    Value::Object(members)
+}
+
+fn build_noop(root: &Path) -> Result<PathBuf> {
+    println!("bench: building rampart-noop-filter for wasm32-unknown-unknown (release)");
+    process::run(
+        cargo()
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+            .args(["-p", "rampart-noop-filter"])
+            .current_dir(root),
+    )?;
+    Ok(target_dir(root).join("wasm32-unknown-unknown/release/rampart_noop_filter.wasm"))
+}
+
+fn build_filter_profile(root: &Path, profile: &str) -> Result<PathBuf> {
+    println!("bench: building rampart-filter with profile {profile}");
+    process::run(
+        cargo()
+            .args([
+                "build",
+                "--profile",
+                profile,
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .args(["-p", "rampart-filter"])
+            .current_dir(root),
+    )?;
+    Ok(target_dir(root)
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join("rampart_filter.wasm"))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).map(drop).map_err(|err| {
+        Error::new(format!(
+            "cannot copy {} to {}: {err}",
+            from.display(),
+            to.display()
+        ))
+    })
+}
+
+/// The program `name` on PATH, if any.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Installs a Debian package (as root, or through sudo when not).
+fn apt_install(package: &str) -> Result<()> {
+    println!("bench: installing {package} from Debian (apt-get)");
+    let root_user = command_output(Command::new("id").arg("-u")).is_some_and(|id| id.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root_user {
+            Command::new("apt-get")
+        } else {
+            Command::new("sudo")
+        };
+        if !root_user {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    if process::run(&mut apt(&["install", "-y", package])).is_ok() {
+        return Ok(());
+    }
+    // A fresh machine may have no package lists yet.
+    process::run(&mut apt(&["update"]))?;
+    process::run(&mut apt(&["install", "-y", package]))
+}
+
+fn ensure_wrk() -> Result<PathBuf> {
+    if let Some(wrk) = on_path("wrk") {
+        println!("bench: wrk: {}", wrk.display());
+        return Ok(wrk);
+    }
+    apt_install("wrk")?;
+    on_path("wrk").ok_or_else(|| Error::new("wrk is still missing after installing it"))
+}
+
+fn ensure_wasm_opt() -> Result<PathBuf> {
+    if let Some(path) = on_path("wasm-opt") {
+        return Ok(path);
+    }
+    apt_install("binaryen")?;
+    on_path("wasm-opt")
+        .ok_or_else(|| Error::new("wasm-opt is still missing after installing binaryen"))
+}
+
+fn ensure_oha(root: &Path) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RAMPART_OHA") {
+        println!(
+            "bench: oha: {} (RAMPART_OHA)",
+            PathBuf::from(&path).display()
+        );
+        return Ok(PathBuf::from(path));
+    }
+    let tools = root.join(TOOLS_DIR);
+    let oha = tools.join("bin/oha");
+    let version_ok = || {
+        command_output(Command::new(&oha).arg("--version")).is_some_and(|v| v.contains(OHA_VERSION))
+    };
+    if oha.is_file() && version_ok() {
+        println!("bench: oha {OHA_VERSION}: {}", oha.display());
+        return Ok(oha);
+    }
+    // native-tls links the system OpenSSL, found through pkg-config.
+    let openssl_found = Command::new("pkg-config")
+        .args(["--exists", "openssl"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !openssl_found {
+        apt_install("pkg-config")?;
+        apt_install("libssl-dev")?;
+    }
+    println!("bench: oha {OHA_VERSION}: building from crates.io into {TOOLS_DIR} (once; several minutes)");
+    process::run(
+        cargo()
+            .args(["install", "oha", "--version", OHA_VERSION, "--locked"])
+            .args([
+                "--no-default-features",
+                "--features",
+                "native-tls",
+                "--root",
+            ])
+            .arg(&tools),
+    )?;
+    Ok(oha)
+}
+
+fn command_output(cmd: &mut Command) -> Option<String> {
+    let output = cmd.output().ok()?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Some(text)
+}
+
+fn git_describe(root: &Path) -> String {
+    let sha = command_output(
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(root),
+    )
+    .unwrap_or_default()
+    .trim()
+    .to_owned();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(root)
+        .output()
+        .is_ok_and(|out| !out.stdout.is_empty());
+    if dirty {
+        format!("{sha}-dirty")
+    } else {
+        sha
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_default_quick_and_builds() {
+        let defaults = Options::parse(&[]).unwrap();
+        assert_eq!(
+            (defaults.rounds, defaults.seconds, defaults.builds),
+            (5, 4, false)
+        );
+        let quick = Options::parse(&["--quick".into()]).unwrap();
+        assert_eq!((quick.rounds, quick.seconds), (1, 1));
+        assert!(defaults.pin);
+        assert!(!Options::parse(&["--no-pin".into()]).unwrap().pin);
+        let builds = Options::parse(&["--builds".into()]).unwrap();
+        assert_eq!((builds.rounds, builds.builds), (3, true));
+        let explicit = Options::parse(&["--builds".into(), "--rounds".into(), "2".into()]).unwrap();
+        assert_eq!(explicit.rounds, 2);
+        assert!(Options::parse(&["--rounds".into(), "0".into()]).is_err());
+        assert!(Options::parse(&["--fast".into()]).is_err());
+    }
+
+    #[test]
+    fn the_drifted_config_differs_from_the_tested_one_in_one_value() {
+        assert_eq!(CONFIG.len(), DRIFTED_CONFIG.len());
+        let differing = CONFIG
+            .bytes()
+            .zip(DRIFTED_CONFIG.bytes())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 1);
+    }
+
+    #[test]
+    fn the_lua_variant_compares_with_the_same_config() {
+        let lua = std::fs::read_to_string(crate::repo_root().join(LUA_FILE)).unwrap();
+        assert!(lua.contains(&format!("[[{CONFIG}]]")));
+    }
+
+    #[test]
+    fn the_contract_template_is_named_per_listener() {
+        let template = std::fs::read_to_string(crate::repo_root().join(CONTRACT_FILE)).unwrap();
+        let named = name_contract(&template, "bench-a3").unwrap();
+        assert!(named.contains("\"contract\": \"bench-a3\""));
+        assert!(name_contract("{}", "x").is_none());
+    }
+
+    #[test]
+    fn snapshot_flags_are_the_config_header() {
+        let snapshot = json::parse(
+            &std::fs::read_to_string(crate::repo_root().join("envoy/bench/snapshot.json")).unwrap(),
+        )
+        .unwrap();
+        let header = json::parse(CONFIG).unwrap();
+        let flags = snapshot.get("flags").unwrap();
+        // Same members, whatever their order.
+        assert_eq!(flags.members().len(), header.members().len());
+        for (key, value) in header.members() {
+            assert_eq!(flags.get(key), Some(value), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_missed_rate_is_a_problem_unless_the_variant_saturates_below_it() {
+        let oha = OhaRun {
+            responses: 8000,
+            bad_status: 0,
+            errors: 0,
+            rps: 8000.0,
+            p50_us: 1.0,
+            p99_us: 2.0,
+            p999_us: 3.0,
+        };
+        let mut problems = Vec::new();
+        assert_eq!(check_oha(&oha, 8500, 20000.0, &mut problems), None);
+        assert!(problems.is_empty());
+        assert_eq!(check_oha(&oha, 10000, 20000.0, &mut problems), None);
+        assert_eq!(
+            problems.len(),
+            1,
+            "a variant able to serve 20000 rps missed 10000"
+        );
+        let note = check_oha(&oha, 10000, 8500.0, &mut problems).unwrap();
+        assert!(
+            note.starts_with("overloaded: saturates at 8500 rps"),
+            "{note}"
+        );
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn counters_check_flags_runs_that_did_not_match() {
+        let variant = Variant {
+            id: "A3",
+            description: "",
+            listener: Listener {
+                name: "a3".into(),
+                port: 1,
+                kind: Kind::RouterOnly,
+            },
+            expect: Expect::Split,
+            requests: vec![],
+            counters: Some("p".into()),
+            drifts: false,
+            wrk_script: PathBuf::new(),
+        };
+        let stats = |requests: u64, matched: u64, canary: u64| {
+            BTreeMap::from([
+                ("p.requests".to_owned(), requests),
+                ("p.match".to_owned(), matched),
+                ("p.canary".to_owned(), canary),
+            ])
+        };
+        let mut problems = Vec::new();
+        let share = check_counters(
+            &variant,
+            &stats(0, 0, 0),
+            &stats(1000, 1000, 250),
+            0.25,
+            &mut problems,
+        );
+        assert_eq!(share, Some(0.25));
+        assert!(problems.is_empty(), "{problems:?}");
+        check_counters(
+            &variant,
+            &stats(0, 0, 0),
+            &stats(1000, 990, 250),
+            0.25,
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1);
+        check_counters(
+            &variant,
+            &stats(0, 0, 0),
+            &stats(1000, 1000, 500),
+            0.25,
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 2);
+        check_counters(
+            &variant,
+            &stats(5, 5, 0),
+            &stats(5, 5, 0),
+            0.25,
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 3);
+    }
+}
+
+/// The generated bootstrap against the real Envoy: `envoy --mode validate` loads every
+/// listener, the Lua script and the wasm modules, so a broken variant fails here rather
+/// than ten minutes into a benchmark run.
+#[cfg(test)]
+mod envoy_tests {
+    use super::*;
+
+    /// `RAMPART_ENVOY` / `RAMPART_WASM` as `cargo xtask test` sets them, else the builds
+    /// `cargo xtask setup` and `wasm` leave under `target/`.
+    fn envoy_and_wasm(root: &Path) -> (PathBuf, PathBuf) {
+        let envoy = std::env::var_os("RAMPART_ENVOY")
+            .map(PathBuf::from)
+            .or_else(|| {
+                [
+                    "target/envoy-venv/bin/envoy",
+                    "target/envoy-pkg/envoy/_bin/envoy",
+                ]
+                .iter()
+                .map(|relative| root.join(relative))
+                .find(|path| path.is_file())
+            })
+            .expect(
+                "no Envoy: RAMPART_ENVOY is unset and none is installed; run `cargo xtask test`",
+            );
+        let wasm = std::env::var_os("RAMPART_WASM").map_or_else(
+            || root.join("target/wasm32-unknown-unknown/release/rampart_filter.wasm"),
+            PathBuf::from,
+        );
+        assert!(
+            wasm.is_file(),
+            "no filter at {}; run `cargo xtask test`",
+            wasm.display()
+        );
+        (envoy, wasm)
+    }
+
+    #[test]
+    fn the_variants_bootstrap_is_valid_for_envoy() {
+        let root = crate::repo_root();
+        let (envoy, wasm) = envoy_and_wasm(&root);
+        let work = std::env::temp_dir().join(format!("rampart-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&work).unwrap();
+        let bench = Bench {
+            root: root.clone(),
+            options: Options::parse(&[]).unwrap(),
+            envoy: envoy.clone(),
+            rampart_wasm: wasm.clone(),
+            // Validation only loads the module; any proxy-wasm filter stands in for the noop.
+            noop_wasm: wasm,
+            generators: Generators {
+                wrk: "wrk".into(),
+                oha: "oha".into(),
+                cpu: None,
+                wrk_connections: 1,
+                oha_connections: 1,
+            },
+            envoy_cpu: None,
+            ticks_per_second: 100,
+            work: work.clone(),
+        };
+        let variants = bench.variants().unwrap();
+        assert_eq!(
+            variants.iter().map(|v| v.id).collect::<Vec<_>>(),
+            ["A0", "A1", "A2", "A3", "A3d", "A4"]
+        );
+        let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+        let config = work.join("envoy.yaml");
+        std::fs::write(
+            &config,
+            bootstrap::render(proxy::free_ports(1).unwrap()[0], &listeners),
+        )
+        .unwrap();
+        let output = Command::new(&envoy)
+            .args(["--mode", "validate", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned()
+            + &String::from_utf8_lossy(&output.stdout);
+        let _ = std::fs::remove_dir_all(&work);
+        assert!(
+            output.status.success(),
+            "Envoy rejected the bench bootstrap:\n{log}"
+        );
+        assert!(log.contains("rampart[bench-a3]: contract loaded"), "{log}");
+        assert!(log.contains("rampart[bench-a3d]: contract loaded"), "{log}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Summaries of repeated measurements: the median with the min–max spread.
+
+/// The median of several runs and their range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// Median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// The spread of `values`, ignoring non-finite ones; `None` when none is left.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            n,
+        })
+    }
+}
+
+/// The ratio of two medians with a conservative range: the extremes of each spread
+/// combined (`min/max` to `max/min`), so a reader sees how much noise the ratio carries.
+pub fn ratio(numerator: &Spread, denominator: &Spread) -> Option<Spread> {
+    if denominator.median == 0.0 || denominator.min <= 0.0 || denominator.max <= 0.0 {
+        return None;
+    }
+    Some(Spread {
+        median: numerator.median / denominator.median,
+        min: numerator.min / denominator.max,
+        max: numerator.max / denominator.min,
+        n: numerator.n.min(denominator.n),
+    })
+}
+
+/// The difference of two medians with its range (`min − max` to `max − min`).
+pub fn difference(minuend: &Spread, subtrahend: &Spread) -> Spread {
+    Spread {
+        median: minuend.median - subtrahend.median,
+        min: minuend.min - subtrahend.max,
+        max: minuend.max - subtrahend.min,
+        n: minuend.n.min(subtrahend.n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let odd = Spread::of(&[5.0, 1.0, 3.0]).unwrap();
+        assert_eq!((odd.median, odd.min, odd.max, odd.n), (3.0, 1.0, 5.0, 3));
+        let even = Spread::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!(even.median, 2.5);
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored_and_empty_is_none() {
+        assert_eq!(Spread::of(&[f64::NAN, 2.0]).unwrap().n, 1);
+        assert!(Spread::of(&[]).is_none());
+        assert!(Spread::of(&[f64::INFINITY]).is_none());
+    }
+
+    #[test]
+    fn ratio_range_combines_the_extremes() {
+        let a = Spread::of(&[90.0, 100.0, 110.0]).unwrap();
+        let b = Spread::of(&[180.0, 200.0, 250.0]).unwrap();
+        let r = ratio(&a, &b).unwrap();
+        assert_eq!(r.median, 0.5);
+        assert_eq!(r.min, 90.0 / 250.0);
+        assert_eq!(r.max, 110.0 / 180.0);
+        assert!(ratio(&a, &Spread::of(&[0.0]).unwrap()).is_none());
+    }
+
+    #[test]
+    fn difference_range_combines_the_extremes() {
+        let a = Spread::of(&[10.0, 12.0]).unwrap();
+        let b = Spread::of(&[4.0, 5.0]).unwrap();
+        let d = difference(&a, &b);
+        assert_eq!((d.median, d.min, d.max), (6.5, 5.0, 8.0));
+    }
+}
