@@ -61,6 +61,10 @@ struct Active {
     /// Recent input values → field digests, so repeated configs are not parsed and
     /// hashed again (bounded, flood-resistant: see `rampart::cache`).
     cache: RefCell<DigestCache>,
+    /// Values of the inputs read from `xds.node.*`, fetched once per VM: the node is
+    /// fixed for the life of the Envoy process, so a host call per request for them
+    /// would be spent for nothing (see [`NodeValues`]).
+    node_values: NodeValues,
 }
 
 /// Safe mode: route everything to stable.
@@ -152,6 +156,7 @@ impl RootContext for Root {
                     drift_pause,
                     store_error_logged: Cell::new(false),
                     cache: RefCell::new(DigestCache::new(plan.inputs.len())),
+                    node_values: NodeValues::new(&plan),
                     reject_body_start: format!(
                         "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                         plan.name
@@ -205,13 +210,73 @@ impl Context for Flow {}
 
 /// Reads request values through the host. Headers too are read as properties
 /// (`request.headers.<name>`), so a repeated header arrives with all its values.
-struct HostRequest;
+/// Reads a request's inputs through the host, node properties from the VM's copy.
+struct HostRequest<'a> {
+    node: &'a NodeValues,
+}
 
-impl Request for HostRequest {
+impl Request for HostRequest<'_> {
     type Bytes = Vec<u8>;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
-        host::property(source.wire())
+        self.node.read(source)
+    }
+}
+
+/// The per-VM copy of the contract's `xds.node.*` properties.
+///
+/// Every host call costs a crossing between the wasm VM and Envoy (and a read
+/// crosses twice: the host calls back into the VM to allocate the answer), which is
+/// most of the filter's per-request cost. Node properties are set at Envoy's start
+/// and never change while it runs, so each is fetched once, on the first request
+/// that needs it; headers and dynamic metadata are read on every request.
+struct NodeValues {
+    /// Wire paths of the node properties, fixed at configuration time.
+    paths: Vec<Vec<u8>>,
+    /// The value fetched for each path; `None` until a read answered with a value
+    /// (an absent or failing property is asked again next time).
+    values: RefCell<Vec<Option<Vec<u8>>>>,
+}
+
+impl NodeValues {
+    fn new(plan: &Plan) -> Self {
+        let paths: Vec<Vec<u8>> = plan
+            .inputs
+            .iter()
+            .map(|input| &input.source)
+            .chain(std::iter::once(&plan.sticky))
+            .filter(|source| is_node_property(source))
+            .map(|source| source.wire().to_vec())
+            .collect();
+        let values = RefCell::new(vec![None; paths.len()]);
+        Self { paths, values }
+    }
+
+    fn read(&self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
+        let wire = source.wire();
+        let Some(slot) = self.paths.iter().position(|path| path == wire) else {
+            return host::property(wire);
+        };
+        if let Some(Some(value)) = self.values.borrow().get(slot) {
+            return Ok(Some(value.clone()));
+        }
+        let value = host::property(wire)?;
+        if let (Some(v), Ok(mut values)) = (&value, self.values.try_borrow_mut()) {
+            if let Some(cell) = values.get_mut(slot) {
+                *cell = Some(v.clone());
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// True for `xds.node.*` properties: the node Envoy was started with.
+fn is_node_property(source: &Source) -> bool {
+    match source {
+        Source::Property { path, .. } => {
+            matches!(path.as_slice(), [xds, node, ..] if xds == "xds" && node == "node")
+        }
+        Source::Header { .. } => false,
     }
 }
 
@@ -247,9 +312,12 @@ impl Flow {
             .is_some_and(DriftPause::is_paused);
         // A VM runs one callback at a time, so the borrow cannot clash; if it ever
         // did, deciding without the cache gives the same answer.
+        let mut request = HostRequest {
+            node: &active.node_values,
+        };
         let decision = match active.cache.try_borrow_mut() {
-            Ok(mut cache) => decide_cached(plan, paused, &mut cache, &mut HostRequest),
-            Err(_) => rampart::decide_with_pause(plan, paused, &mut HostRequest),
+            Ok(mut cache) => decide_cached(plan, paused, &mut cache, &mut request),
+            Err(_) => rampart::decide_with_pause(plan, paused, &mut request),
         };
         if let Some(pause) = &active.drift_pause {
             pause.record(&decision);
