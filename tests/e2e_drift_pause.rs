@@ -11,6 +11,7 @@ use rampart::snapshot::digest_of;
 use rampart::Json;
 use serde_json::{json, Value};
 use support::ecds::EcdsEnvoy;
+use support::tenant_metadata_filter;
 use support::{repo_root, Bootstrap, Client, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
@@ -28,20 +29,6 @@ fn contract_with_pause() -> Value {
     contract["drift_pause"] =
         json!({ "max_ratio": 0.5, "min_requests": 100, "window_seconds": 30 });
     contract
-}
-
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
 }
 
 fn headers<'a>(user: &'a str, tier: &'a str) -> [(&'a str, &'a str); 3] {

@@ -6,28 +6,10 @@ mod support;
 
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};
-use support::{get, repo_root, Bootstrap, TempDir};
+use support::{example_contract, tenant_metadata_filter};
+use support::{get, Bootstrap, TempDir};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
-}
-
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
-}
 
 fn matching(user: &str) -> Vec<(&str, &str)> {
     vec![

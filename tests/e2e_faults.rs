@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};
+use support::{example_contract, tenant_metadata_filter};
 use support::{get, repo_root, wasm_path, Bootstrap, Client, Envoy, TempDir};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
@@ -24,25 +25,6 @@ const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
 /// The `failure_policy` values of Envoy 1.40's wasm `PluginConfig` (besides
 /// `UNSPECIFIED`, which means `FAIL_CLOSED`).
 const POLICIES: [&str; 3] = ["FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"];
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
-}
-
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
-}
 
 fn matching(user: &str) -> Vec<(&str, &str)> {
     vec![

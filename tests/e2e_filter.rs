@@ -8,31 +8,12 @@ use std::collections::BTreeMap;
 use rampart::snapshot::digest_of;
 use rampart::Json;
 use serde_json::{json, Value};
+use support::{example_contract, tenant_metadata_filter};
 use support::{get, get_raw, repo_root, validate, Bootstrap, Client, Envoy, Response};
 
 /// The example flags as a client sends them.
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const STATS_PREFIX: &str = "wasmcustom.rampart.checkout-v2";
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
-}
-
-/// `header_to_metadata`: `x-tenant-tier` → dynamic metadata `tenant.tier`, as the demo does.
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
-}
 
 fn start(contract: &Value) -> Envoy {
     start_with_node(contract, json!({ "CONFIG_REV": "r42" }))

@@ -12,7 +12,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use support::{get, get_raw, repo_root, try_get_raw, Bootstrap, Envoy, Response};
+use support::{example_contract, tenant_metadata_filter};
+use support::{get, get_raw, try_get_raw, Bootstrap, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
@@ -28,25 +29,6 @@ const WASM_HEALTH_STATS: &[&str] = &[
     "wasm.rampart.vm_reload_success",
     "wasm.rampart.vm_reload_backoff",
 ];
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
-}
-
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
-}
 
 /// One Envoy with the example contract, the stats it started with, and a tally of what
 /// each request should have counted.

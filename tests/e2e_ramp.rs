@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rampart::bucket::{bucket, is_canary, threshold_for_percent};
 use serde_json::{json, Value};
 use support::ecds::{eventually, rampart_cli, EcdsEnvoy};
+use support::tenant_metadata_filter;
 use support::{get, repo_root, Bootstrap, Client, TempDir};
 
 const CONTRACT: &str = "checkout-v2";
@@ -38,21 +39,6 @@ fn expected_canary(user: &str, percent: f64) -> bool {
         bucket(CONTRACT, user.as_bytes()),
         threshold_for_percent(percent),
     )
-}
-
-/// `header_to_metadata`: `x-tenant-tier` → dynamic metadata `tenant.tier`, as the demo does.
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
 }
 
 /// The request headers of `user` carrying `flags` (JSON text) and tier gold.

@@ -13,6 +13,7 @@ use rampart::{ContractSpec, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use support::ecds::{rampart_cli, wait_for_update};
+use support::example_contract;
 use support::{get, repo_root, validate, wasm_path, Bootstrap, Envoy, TempDir};
 
 /// Each committed example: the render arguments and the directory they were written to.
@@ -66,11 +67,6 @@ fn rampart_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
 }
 
 /// The YAML documents of a file, as JSON values.

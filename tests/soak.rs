@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use support::ecds::EcdsEnvoy;
-use support::{repo_root, try_get_raw, Bootstrap, Client, Envoy, Response};
+use support::{example_contract, tenant_metadata_filter};
+use support::{try_get_raw, Bootstrap, Client, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
@@ -32,25 +32,6 @@ const PERCENTS: [u16; 2] = [30, 50];
 /// Allowed growth of Envoy's resident memory from the end of the warm-up (the first
 /// quarter of the run) to the end.
 const RSS_TOLERANCE_KIB: u64 = 16 * 1024;
-
-fn example_contract() -> Value {
-    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
-        .unwrap()
-}
-
-fn tenant_metadata_filter() -> Value {
-    json!({
-        "name": "envoy.filters.http.header_to_metadata",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
-            "request_rules": [{
-                "header": "x-tenant-tier",
-                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
-                "remove": true,
-            }],
-        },
-    })
-}
 
 /// The n-th contract version: the example at each percent in turn, and every third
 /// version an invalid one (safe mode).

@@ -1038,3 +1038,24 @@ fn internal_cluster(side: &str) -> Value {
         },
     })
 }
+
+/// The example contract (`examples/contract.json`) as JSON, for tests to adapt.
+pub fn example_contract() -> Value {
+    serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
+        .unwrap()
+}
+
+/// `header_to_metadata`: `x-tenant-tier` → dynamic metadata `tenant.tier`, as the demo does.
+pub fn tenant_metadata_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.header_to_metadata",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
+            "request_rules": [{
+                "header": "x-tenant-tier",
+                "on_header_present": { "metadata_namespace": "tenant", "key": "tier", "type": "STRING" },
+                "remove": true,
+            }],
+        },
+    })
+}
