@@ -13,6 +13,7 @@ pub mod decide;
 pub mod digest;
 pub mod drift_pause;
 pub mod jcs;
+pub mod metrics;
 pub mod snapshot;
 
 pub use contract::{ContractError, ContractSpec, Plan, Side, Source};
