@@ -908,12 +908,27 @@ impl Bootstrap {
         })
     }
 
+    /// The contract's `explain.response_header`, or the examples' `x-rampart-decision`.
+    fn debug_header(&self) -> String {
+        self.plugin_config
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|c| c["explain"]["response_header"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "x-rampart-decision".to_owned())
+    }
+
     fn main_listener(&self) -> Value {
         let mut http_filters = self.pre_filters.clone();
         if let Some(config) = &self.plugin_config {
             http_filters.push(wasm_filter(config));
         }
         http_filters.push(router_filter());
+        // The debug header comes from Envoy, as `rampart render` configures it: the
+        // filter records its decision in filter state and never touches responses.
+        let debug_header = json!([{ "header": {
+            "key": self.debug_header(),
+            "value": "%FILTER_STATE(wasm.rampart.decision:PLAIN)%",
+        }}]);
         let routes = json!([
             {
                 "match": {
@@ -924,8 +939,13 @@ impl Bootstrap {
                     }],
                 },
                 "route": { "cluster": "canary" },
+                "response_headers_to_add": debug_header,
             },
-            { "match": { "prefix": "/" }, "route": { "cluster": "stable" } },
+            {
+                "match": { "prefix": "/" },
+                "route": { "cluster": "stable" },
+                "response_headers_to_add": debug_header,
+            },
         ]);
         let access_log = json!([{
             "name": "envoy.access_loggers.file",
