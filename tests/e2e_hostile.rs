@@ -638,9 +638,9 @@ fn other_methods_and_protocol_versions_are_decided_alike() {
 
 #[test]
 fn client_copies_stripped_at_the_edge_never_reach_the_filter() {
-    // As the README's security notes advise: the first filter removes the client's copy
-    // of a header that only a trusted source may fill, so a client stating the locked
-    // config itself gets `missing`, not a match.
+    // As the security notes (docs/security.md) advise: the first filter removes the
+    // client's copy of a header that only a trusted source may fill, so a client stating
+    // the locked config itself gets `missing`, not a match.
     let strip = json!({
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {

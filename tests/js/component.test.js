@@ -67,7 +67,7 @@ test('JSON errors are typed', () => {
   });
 });
 
-test('shared decision vectors, through the README gateway example', () => {
+test('shared decision vectors, through the documented gateway example', () => {
   const doc = readJson('tests/vectors/decisions.json');
   assert.ok(doc.cases.length >= 15);
   for (const c of doc.cases) {
@@ -132,9 +132,12 @@ test('contract errors name the field', () => {
   assert.equal(failure(() => engine.Contract.load('')).tag, 'document');
 });
 
-test('the README shows the gateway example as it is tested', () => {
+test('docs/component.md shows the gateway example as it is tested', () => {
   const example = readFileSync(new URL('./gateway.js', import.meta.url), 'utf8');
-  assert.ok(readText('README.md').includes(example), 'README.md lacks tests/js/gateway.js verbatim');
+  assert.ok(
+    readText('docs/component.md').includes(example),
+    'docs/component.md lacks tests/js/gateway.js verbatim',
+  );
   const out = execFileSync(process.execPath, [fileURLToPath(new URL('./gateway.js', import.meta.url))]);
   assert.equal(out.toString(), 'route=canary reason=match bucket=2815\n');
 });

@@ -62,7 +62,7 @@ pub fn lint(root: &Path) -> Result<()> {
 }
 
 /// Installs the pinned jco from the lock file, transpiles `component` to JavaScript
-/// and runs the Node tests (which include the README's JavaScript example).
+/// and runs the Node tests (which include docs/component.md's JavaScript example).
 pub fn node_test(root: &Path, component: &Path) -> Result<()> {
     ensure_node()?;
     let dir = root.join(JS_DIR);

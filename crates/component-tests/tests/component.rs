@@ -838,11 +838,11 @@ fn decide_refuses_unknown_and_repeated_inputs() {
 }
 
 #[test]
-fn readme_shows_the_rust_example_as_it_is_tested() {
-    let readme = String::from_utf8(read("README.md")).unwrap();
-    let example = include_str!("readme_example.rs");
+fn docs_show_the_rust_example_as_it_is_tested() {
+    let page = String::from_utf8(read("docs/component.md")).unwrap();
+    let example = include_str!("docs_example.rs");
     assert!(
-        readme.contains(example),
-        "README.md lacks crates/component-tests/tests/readme_example.rs verbatim"
+        page.contains(example),
+        "docs/component.md lacks crates/component-tests/tests/docs_example.rs verbatim"
     );
 }
