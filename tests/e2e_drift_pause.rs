@@ -220,19 +220,20 @@ fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
     envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 1);
     wait_until_paused_everywhere(&mut clients);
 
-    // The same lock again, with another debug header so each response tells which
-    // configuration decided it: still paused.
+    // The same lock again, with another stable route value so each response tells
+    // (the upstream echoes the route header) which configuration decided it: still paused.
     let mut same_lock = contract.clone();
-    same_lock["explain"]["response_header"] = json!("x-rampart-why");
+    same_lock["route"]["stable"] = json!("stable-again");
     same_lock["ramp"]["percent"] = json!(50);
     ecds.publish(&same_lock.to_string());
     ecds.wait_for_update(2);
     eventually("the same-lock configuration on both workers", || {
         for client in clients.iter_mut() {
             let r = client.get("/", &headers("alice", "gold"));
-            match r.header("x-rampart-why") {
-                Some(why) if why.starts_with("route=stable reason=drift_paused") => {}
-                other => return Err(format!("{other:?} / {:?}", r.header("x-rampart-decision"))),
+            match (r.header("x-seen-route"), r.header("x-rampart-decision")) {
+                (Some("stable-again"), Some(why))
+                    if why.starts_with("route=stable reason=drift_paused") => {}
+                other => return Err(format!("{other:?}")),
             }
         }
         Ok(())
@@ -241,8 +242,9 @@ fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
         for _ in 0..10 {
             let r = client.get("/", &headers("alice", "gold"));
             assert_eq!(served_by(&r), "stable");
+            assert_eq!(r.header("x-seen-route"), Some("stable-again"));
             assert!(r
-                .header("x-rampart-why")
+                .header("x-rampart-decision")
                 .unwrap()
                 .contains("reason=drift_paused"));
         }

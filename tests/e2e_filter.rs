@@ -303,6 +303,83 @@ fn repeated_config_header_is_drift_whichever_copy_matches() {
     }
 }
 
+/// `tests/fixtures/echo_filter.rs` built for wasm32.
+fn echo_module(dir: &support::TempDir) -> std::path::PathBuf {
+    let out = dir.path().join("echo.wasm");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let status = std::process::Command::new(rustc)
+        .args(["--edition", "2021", "--target", "wasm32-unknown-unknown"])
+        .args(["--crate-type", "cdylib", "-O", "-C", "panic=abort", "-o"])
+        .arg(&out)
+        .arg(repo_root().join("tests/fixtures/echo_filter.rs"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the echo module");
+    out
+}
+
+#[test]
+fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attribute() {
+    // In front of Rampart, a module reads `request.headers.x-user-tier` (Envoy's own
+    // join of a repeated header) into filter state; Rampart reads the same header from
+    // one header-map read and joins it itself. On every request the two must agree:
+    // Rampart matches exactly when Envoy's attribute gives the locked value.
+    let dir = support::TempDir::new("echo");
+    let echo = json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "echo", "root_id": "echo",
+                "vm_config": {
+                    "vm_id": "echo", "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": echo_module(&dir).to_str().unwrap() } },
+                },
+                "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": "x-user-tier" },
+            },
+        },
+    });
+    let locked = "gold,silver";
+    let lock = digest_of(&Json::String(locked.to_owned())).to_string();
+    let contract = json!({
+        "contract": "joined",
+        "ramp": { "percent": 100, "sticky": { "header": "x-user-id" } },
+        "inputs": { "tier": { "header": "x-user-tier" } },
+        "lock": { "fields": { "tier": lock } },
+    });
+    let mut bootstrap = Bootstrap::new().pre_filter(echo).plugin_config(&contract.to_string()).to_value();
+    let route = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+    for r in route.as_array_mut().unwrap() {
+        r["response_headers_to_add"].as_array_mut().unwrap().push(
+            json!({ "header": { "key": "x-echo", "value": "%FILTER_STATE(wasm.echo:PLAIN)%" } }),
+        );
+    }
+    let envoy = Envoy::start(&bootstrap.to_string());
+    let main = envoy.addr("main");
+    // (copies of x-user-tier in order, what Envoy's attribute answers)
+    let cases: &[(&[&str], &str)] = &[
+        (&["gold", "silver"], "gold,silver"),
+        (&["gold,silver"], "gold,silver"),
+        (&["silver", "gold"], "silver,gold"),
+        (&["gold"], "gold"),
+        (&["gold", "", "silver"], "gold,,silver"),
+        (&["gold", "silver", "gold"], "gold,silver,gold"),
+        (&[], "<absent>"),
+    ];
+    for (copies, envoy_reads) in cases {
+        let mut raw = String::from("GET / HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\n");
+        for copy in *copies {
+            raw.push_str(&format!("x-user-tier: {copy}\r\n"));
+        }
+        raw.push_str("connection: close\r\n\r\n");
+        let r = get_raw(main, raw.as_bytes());
+        assert_eq!(r.header("x-echo"), Some(*envoy_reads), "{copies:?}");
+        let matched = decision(&r).starts_with("route=canary reason=match");
+        assert_eq!(matched, *envoy_reads == locked, "{copies:?}: {}", decision(&r));
+    }
+}
+
 #[test]
 fn reject_answers_with_the_contract_status_and_names_the_fields() {
     let mut contract = example_contract();
@@ -324,6 +401,12 @@ fn reject_answers_with_the_contract_status_and_names_the_fields() {
         "no raw config values in the reply"
     );
     assert_eq!(r.header("x-rampart-decision"), Some("route=reject reason=drift fields=flags,tier contract=checkout-v2 lock=sha256:57e6117d105a"));
+    let copies = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-rampart-decision"))
+        .count();
+    assert_eq!(copies, 1, "the local reply carries the debug header once");
 
     let ok = get(main, "/", &matching("alice"));
     assert_eq!((ok.status, served_by(&ok)), (200, "canary"));

@@ -221,12 +221,12 @@ impl Active {
         let value = match decision.route {
             Route::Canary => &plan.canary_value,
             Route::Stable => &plan.stable_value,
-            Route::Reject => return self.reject(host, &decision, &summary),
+            Route::Reject => return self.reject(host, &decision),
         };
         write_route_header(host, &plan.name, &plan.route_header, value)
     }
 
-    fn reject<H: Host>(&self, host: &mut H, decision: &Decision, summary: &str) -> Action {
+    fn reject<H: Host>(&self, host: &mut H, decision: &Decision) -> Action {
         let plan = &self.plan;
         let mut body = String::with_capacity(self.reject_body_start.len() + 64);
         body.push_str(&self.reject_body_start);
@@ -241,16 +241,15 @@ impl Active {
             body.push('"');
         }
         body.push_str("]}\n");
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(h) = &plan.response_header {
-            headers.push((h.as_str(), summary));
-        }
+        // The debug header, where configured, is Envoy's: its route-level
+        // `response_headers_to_add` reads the decision from filter state, and it adds
+        // it to this local reply as well.
         if host
             .send_local_response(
                 u32::from(plan.reject_status),
                 "rampart_config_drift",
                 body.as_bytes(),
-                &headers,
+                &[("content-type", "application/json")],
             )
             .is_err()
         {

@@ -396,19 +396,23 @@ fn header_values_join_like_envoys_request_headers_attribute() {
 }
 
 #[test]
-fn reject_answers_locally_with_the_debug_header_and_no_route_header() {
+fn reject_answers_locally_after_recording_the_decision_and_sets_no_route_header() {
     let reject = contract_with(r#""on_drift": "stable""#, r#""on_drift": "reject""#);
     let (mut host, state) = configured(&reject);
     host.request(&[("x-user-config", "{}"), ("x-user-id", "u")]);
     assert_eq!(state.on_request_headers(&mut host), Action::Pause);
-    assert!(host.calls.contains(&Call::SendLocalResponse(412)));
     assert_eq!(host.route(), None);
-    let decision = host
-        .local_reply_headers
-        .iter()
-        .find(|(k, _)| k == "x-rampart-decision")
-        .map(|(_, v)| v.as_str());
-    assert!(decision.is_some_and(|d| d.starts_with("route=reject reason=drift")));
+    let state_at = host.calls.iter().position(|c| matches!(c, Call::SetFilterState(_)));
+    let reply_at = host.calls.iter().position(|c| *c == Call::SendLocalResponse(412));
+    assert!(state_at < reply_at && reply_at.is_some(), "{:?}", host.calls);
+    assert!(host
+        .filter_state()
+        .is_some_and(|d| d.starts_with("route=reject reason=drift")));
+    // The debug header is Envoy's (response_headers_to_add from filter state).
+    assert_eq!(
+        host.local_reply_headers,
+        vec![("content-type".to_owned(), "application/json".to_owned())]
+    );
 }
 
 #[test]
