@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::install;
 use crate::process::{self, cargo};
 use crate::{Error, Result};
 
@@ -113,34 +114,13 @@ fn npm() -> Command {
 
 /// Node.js and npm run jco and the tests; Debian's packages suffice (Node 20+).
 fn ensure_node() -> Result<()> {
-    let works = |program: &str| {
-        Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|out| out.status.success())
-    };
-    if works("node") && works("npm") {
-        println!("setup: node and npm: already installed");
-        return Ok(());
-    }
-    println!("setup: node and npm: installing the Debian packages nodejs and npm");
-    process::run(Command::new("apt-get").args(["update", "-q"]))?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "nodejs", "npm"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    install::debian("node and npm", &["nodejs", "npm"], || {
+        install::answers("node") && install::answers("npm")
+    })
 }
 
 fn ensure_target() -> Result<()> {
-    let output = process::capture(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    let installed = String::from_utf8_lossy(&output.stdout);
-    if output.status.success() && installed.lines().any(|line| line.trim() == TARGET) {
-        println!("setup: rust target {TARGET}: already installed");
-        return Ok(());
-    }
-    println!("setup: rust target {TARGET}: installing");
-    process::run(Command::new("rustup").args(["target", "add", TARGET]))
+    install::rust_target(TARGET)
 }
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR` as cargo does.

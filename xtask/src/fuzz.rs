@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::install;
 use crate::process::{self, cargo};
 use crate::{Error, Result};
 
@@ -108,23 +109,9 @@ fn parse_args(args: &[String]) -> Result<(u64, Vec<String>)> {
 /// libFuzzer is C++, compiled by `libfuzzer-sys`: installs Debian's `g++` when no C++
 /// compiler answers (a machine with only the Rust toolchain may lack one).
 fn ensure_cxx() -> Result<()> {
-    let answers = |program: &str| {
-        Command::new(program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
-    if ["c++", "g++", "clang++"].iter().any(|p| answers(p)) {
-        println!("setup: C++ compiler for libFuzzer: present");
-        return Ok(());
-    }
-    println!("setup: C++ compiler for libFuzzer: installing the Debian package `g++`");
-    process::run(Command::new("apt-get").args(["update", "-q"]))?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "g++"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    install::debian("C++ compiler for libFuzzer", &["g++"], || {
+        ["c++", "g++", "clang++"].iter().any(|p| install::answers(p))
+    })
 }
 
 fn ensure_cargo_fuzz(root: &Path) -> Result<PathBuf> {

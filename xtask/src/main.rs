@@ -7,6 +7,7 @@ mod bench;
 mod component;
 mod envoy;
 mod fuzz;
+mod install;
 mod process;
 mod prometheus;
 mod soak;

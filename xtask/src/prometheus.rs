@@ -2,9 +2,7 @@
 //! that scrapes Envoy's `/stats/prometheus`.
 
 use std::path::PathBuf;
-use std::process::Command;
-
-use crate::process;
+use crate::install;
 use crate::{Error, Result};
 
 /// The Debian package, which installs `/usr/bin/prometheus`.
@@ -23,14 +21,7 @@ pub fn ensure() -> Result<PathBuf> {
         println!("setup: prometheus: already installed at {}", path.display());
         return Ok(path);
     }
-    println!("setup: prometheus: installing the Debian package `{PACKAGE}`");
-    // The package lists may be missing or stale on a fresh machine.
-    process::run(Command::new("apt-get").args(["update", "-q"]))?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", PACKAGE])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    install::debian("prometheus", &[PACKAGE], || false)?;
     find().ok_or_else(|| {
         Error::new(format!(
             "`apt-get install {PACKAGE}` succeeded but no `prometheus` binary was found"
