@@ -347,9 +347,12 @@ fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attr
         "inputs": { "tier": { "header": "x-user-tier" } },
         "lock": { "fields": { "tier": lock } },
     });
-    let mut bootstrap = Bootstrap::new().pre_filter(echo).plugin_config(&contract.to_string()).to_value();
-    let route = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+    let mut bootstrap = Bootstrap::new()
+        .pre_filter(echo)
+        .plugin_config(&contract.to_string())
+        .to_value();
+    let route = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
     for r in route.as_array_mut().unwrap() {
         r["response_headers_to_add"].as_array_mut().unwrap().push(
             json!({ "header": { "key": "x-echo", "value": "%FILTER_STATE(wasm.echo:PLAIN)%" } }),
@@ -376,7 +379,12 @@ fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attr
         let r = get_raw(main, raw.as_bytes());
         assert_eq!(r.header("x-echo"), Some(*envoy_reads), "{copies:?}");
         let matched = decision(&r).starts_with("route=canary reason=match");
-        assert_eq!(matched, *envoy_reads == locked, "{copies:?}: {}", decision(&r));
+        assert_eq!(
+            matched,
+            *envoy_reads == locked,
+            "{copies:?}: {}",
+            decision(&r)
+        );
     }
 }
 

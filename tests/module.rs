@@ -107,7 +107,10 @@ fn the_module_exports_only_the_callbacks_its_contracts_need() {
         ])
     );
     assert!(exports.contains("proxy_abi_version_0_2_1"), "{exports:?}");
-    assert!(exports.contains("malloc"), "the host's allocator: {exports:?}");
+    assert!(
+        exports.contains("malloc"),
+        "the host's allocator: {exports:?}"
+    );
 }
 
 #[test]

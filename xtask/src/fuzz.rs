@@ -110,7 +110,9 @@ fn parse_args(args: &[String]) -> Result<(u64, Vec<String>)> {
 /// compiler answers (a machine with only the Rust toolchain may lack one).
 fn ensure_cxx() -> Result<()> {
     install::debian("C++ compiler for libFuzzer", &["g++"], || {
-        ["c++", "g++", "clang++"].iter().any(|p| install::answers(p))
+        ["c++", "g++", "clang++"]
+            .iter()
+            .any(|p| install::answers(p))
     })
 }
 

@@ -1,9 +1,9 @@
 //! Prometheus for the ramp's metrics gate: the end-to-end tests start a real one
 //! that scrapes Envoy's `/stats/prometheus`.
 
-use std::path::PathBuf;
 use crate::install;
 use crate::{Error, Result};
+use std::path::PathBuf;
 
 /// The Debian package, which installs `/usr/bin/prometheus`.
 const PACKAGE: &str = "prometheus";

@@ -282,13 +282,8 @@ pub fn plugin_configuration() -> Result<Option<Vec<u8>>, Status> {
     let mut size = 0;
     // SAFETY: pointers to live locals; the host allocates the answer through `malloc`.
     unsafe {
-        let status = sys::proxy_get_buffer_bytes(
-            PLUGIN_CONFIGURATION,
-            0,
-            usize::MAX,
-            &mut data,
-            &mut size,
-        );
+        let status =
+            sys::proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size);
         adopt(status, data, size)
     }
 }
@@ -620,9 +615,6 @@ mod tests {
         // SAFETY: statuses other than OK never touch the pointer.
         assert_eq!(unsafe { adopt(1, null_mut(), 0) }, Ok(None));
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { adopt(10, null_mut(), 0) },
-            Err(Status(10))
-        );
+        assert_eq!(unsafe { adopt(10, null_mut(), 0) }, Err(Status(10)));
     }
 }

@@ -192,10 +192,7 @@ impl Active {
 
     fn enforce<H: Host>(&self, host: &mut H) -> Action {
         let plan = &self.plan;
-        let paused = self
-            .drift_pause
-            .as_ref()
-            .is_some_and(DriftPause::is_paused);
+        let paused = self.drift_pause.as_ref().is_some_and(DriftPause::is_paused);
         let mut request = HostRequest {
             host: &mut *host,
             node: &self.node_values,

@@ -48,7 +48,10 @@ impl Metrics {
             })
             .collect();
         let gauge = |host: &mut H, gauge: Gauge| {
-            host.define_metric(MetricType::Gauge, &contract_metric(&plan.name, gauge.name()))
+            host.define_metric(
+                MetricType::Gauge,
+                &contract_metric(&plan.name, gauge.name()),
+            )
         };
         let threshold = gauge(host, Gauge::ThresholdBp);
         let paused = gauge(host, Gauge::PausedFlag);

@@ -292,7 +292,13 @@ fn every_path_makes_a_known_number_of_host_calls() {
             None,
             PER_REQUEST_MATCH + 2,
         ),
-        ("unkeyed", CONTRACT.to_owned(), unkeyed.to_vec(), Some("stable"), PER_REQUEST_MATCH),
+        (
+            "unkeyed",
+            CONTRACT.to_owned(),
+            unkeyed.to_vec(),
+            Some("stable"),
+            PER_REQUEST_MATCH,
+        ),
         // Paused: decided before any input is read.
         (
             "paused",
@@ -365,7 +371,11 @@ fn a_contract_without_header_inputs_never_reads_the_header_map() {
     let (mut host, state) = configured(contract);
     host.request(&[("x-user-config", FLAGS)]);
     state.on_request_headers(&mut host);
-    assert!(!host.calls.contains(&Call::RequestHeaders), "{:?}", host.calls);
+    assert!(
+        !host.calls.contains(&Call::RequestHeaders),
+        "{:?}",
+        host.calls
+    );
     assert_eq!(host.route(), Some("canary"));
 }
 
@@ -402,9 +412,19 @@ fn reject_answers_locally_after_recording_the_decision_and_sets_no_route_header(
     host.request(&[("x-user-config", "{}"), ("x-user-id", "u")]);
     assert_eq!(state.on_request_headers(&mut host), Action::Pause);
     assert_eq!(host.route(), None);
-    let state_at = host.calls.iter().position(|c| matches!(c, Call::SetFilterState(_)));
-    let reply_at = host.calls.iter().position(|c| *c == Call::SendLocalResponse(412));
-    assert!(state_at < reply_at && reply_at.is_some(), "{:?}", host.calls);
+    let state_at = host
+        .calls
+        .iter()
+        .position(|c| matches!(c, Call::SetFilterState(_)));
+    let reply_at = host
+        .calls
+        .iter()
+        .position(|c| *c == Call::SendLocalResponse(412));
+    assert!(
+        state_at < reply_at && reply_at.is_some(),
+        "{:?}",
+        host.calls
+    );
     assert!(host
         .filter_state()
         .is_some_and(|d| d.starts_with("route=reject reason=drift")));
@@ -437,7 +457,10 @@ fn the_drift_pause_costs_no_host_call_per_request_only_per_tick() {
         r#""on_drift": "stable", "drift_pause": {"max_ratio": 0.5, "min_requests": 2, "window_seconds": 10}"#,
     );
     let (mut host, state) = configured(&contract);
-    assert!(host.calls.iter().any(|c| matches!(c, Call::SetTickPeriod(p) if *p > 0)));
+    assert!(host
+        .calls
+        .iter()
+        .any(|c| matches!(c, Call::SetTickPeriod(p) if *p > 0)));
     for _ in 0..4 {
         host.request(&[("x-user-config", "{}"), ("x-user-id", "u")]);
         state.on_request_headers(&mut host);
@@ -449,10 +472,9 @@ fn the_drift_pause_costs_no_host_call_per_request_only_per_tick() {
     host.calls.clear();
     state.on_tick(&mut host);
     assert!(host.calls.contains(&Call::SetSharedData));
-    assert!(host.calls.contains(&Call::Record(
-        "rampart.checkout-v2.drift_paused".into(),
-        1
-    )));
+    assert!(host
+        .calls
+        .contains(&Call::Record("rampart.checkout-v2.drift_paused".into(), 1)));
     // Paused: everyone to stable, before any input is read.
     host.request(&[("x-user-config", FLAGS), ("x-user-id", &user(true))]);
     state.on_request_headers(&mut host);
