@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};
 use support::{example_contract, tenant_metadata_filter};
-use support::{get, repo_root, wasm_path, Bootstrap, Client, Envoy, TempDir};
+use support::{get, wasm_path, Bootstrap, Client, Envoy, TempDir};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
@@ -77,21 +77,6 @@ fn corrupt_module(dir: &TempDir) -> PathBuf {
     let path = dir.path().join("corrupt.wasm");
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-/// `tests/fixtures/trap_filter.rs` built for wasm32: loads, then traps on every request.
-fn trapping_module(dir: &TempDir) -> PathBuf {
-    let out = dir.path().join("trap.wasm");
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let status = std::process::Command::new(rustc)
-        .args(["--edition", "2021", "--target", "wasm32-unknown-unknown"])
-        .args(["--crate-type", "cdylib", "-O", "-C", "panic=abort", "-o"])
-        .arg(&out)
-        .arg(repo_root().join("tests/fixtures/trap_filter.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the trapping module");
-    out
 }
 
 #[test]
@@ -158,7 +143,7 @@ fn a_module_that_fails_to_load_by_ecds_is_rejected_and_the_last_contract_keeps_s
 #[test]
 fn a_trapping_module_fails_closed_open_or_reloads_and_forged_headers_reach_at_most_the_canary() {
     let dir = TempDir::new("faults");
-    let module = trapping_module(&dir);
+    let module = support::fixture_module(&dir, "trap_filter");
     for policy in POLICIES {
         let envoy = Envoy::start(&with_module(&module, policy));
         let main = envoy.addr("main");

@@ -303,21 +303,6 @@ fn repeated_config_header_is_drift_whichever_copy_matches() {
     }
 }
 
-/// `tests/fixtures/echo_filter.rs` built for wasm32.
-fn echo_module(dir: &support::TempDir) -> std::path::PathBuf {
-    let out = dir.path().join("echo.wasm");
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let status = std::process::Command::new(rustc)
-        .args(["--edition", "2021", "--target", "wasm32-unknown-unknown"])
-        .args(["--crate-type", "cdylib", "-O", "-C", "panic=abort", "-o"])
-        .arg(&out)
-        .arg(repo_root().join("tests/fixtures/echo_filter.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the echo module");
-    out
-}
-
 #[test]
 fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attribute() {
     // In front of Rampart, a module reads `request.headers.x-user-tier` (Envoy's own
@@ -333,7 +318,7 @@ fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attr
                 "name": "echo", "root_id": "echo",
                 "vm_config": {
                     "vm_id": "echo", "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": echo_module(&dir).to_str().unwrap() } },
+                    "code": { "local": { "filename": support::fixture_module(&dir, "echo_filter").to_str().unwrap() } },
                 },
                 "configuration": { "@type": "type.googleapis.com/google.protobuf.StringValue", "value": "x-user-tier" },
             },

@@ -65,6 +65,21 @@ pub fn envoy_bin() -> PathBuf {
         })
 }
 
+/// A module of `tests/fixtures/` (one dependency-free file) built for wasm32 into `dir`.
+pub fn fixture_module(dir: &TempDir, name: &str) -> PathBuf {
+    let out = dir.path().join(format!("{name}.wasm"));
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let status = std::process::Command::new(rustc)
+        .args(["--edition", "2021", "--target", "wasm32-unknown-unknown"])
+        .args(["--crate-type", "cdylib", "-O", "-C", "panic=abort", "-o"])
+        .arg(&out)
+        .arg(repo_root().join(format!("tests/fixtures/{name}.rs")))
+        .status()
+        .unwrap();
+    assert!(status.success(), "building tests/fixtures/{name}.rs");
+    out
+}
+
 /// The filter module: `RAMPART_WASM`, else the release build under `target/`.
 pub fn wasm_path() -> PathBuf {
     let path = std::env::var_os("RAMPART_WASM").map_or_else(
