@@ -1,376 +1,62 @@
-//! The ramp commands: start, status, advance, pause, resume, revert, diff, approve,
-//! and the audit commands verify and show.
+//! The ramp commands: start, status, advance, pause, resume, revert, diff, approve.
 //!
-//! Every change follows one order — state file (atomic, carrying the new audit
-//! record), then the audit append, then the publish — so a crash at any point leaves
-//! a state that names everything still to do. The next ramp command finishes it
-//! (appends the record, republishes) before doing anything else.
+//! Each command reads what it needs ([`store`]), decides, then records the change
+//! through [`store::Ctx::commit`] and answers ([`output`]). `advance` leaves the
+//! decision to [`gates::evaluate`], a pure function tested on its own.
 
-use std::path::{Path, PathBuf};
+pub mod audit_commands;
+pub mod gates;
+pub mod output;
+pub mod store;
 
-use rampart::contract::LockSpec;
-use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
-use rampart::snapshot::lock_from_snapshot;
 use serde_json::{json, Value};
 
+use crate::args::{ApproveArgs, ChangeArgs, RampCommand};
 use crate::audit;
 use crate::delta::Delta;
-use crate::ecds;
-use crate::metrics::{self, Counters, Reading};
-use crate::plan::{AfterApproval, LiveSource, OnMismatch, RampPlan};
-use crate::state::{Block, ChangeLock, HistoryEntry, Lock, State, Status, STATE_VERSION};
+use crate::plan::AfterApproval;
+use crate::state::{Block, ChangeLock, State, Status, STATE_VERSION};
 use crate::time::{now_unix, rfc3339};
-use crate::{Failure, Flags, Outcome};
+use crate::{Failure, Outcome};
 
-/// What one ramp command works with.
-struct Ctx {
-    plan: RampPlan,
-    state_path: PathBuf,
-    audit_path: PathBuf,
-    actor: String,
-    reason: Option<String>,
-    json: bool,
-    /// Whether this command printed its JSON object already.
-    printed: std::cell::Cell<bool>,
-}
+use gates::{BlockReason, Passed, Verdict, Wait, Window};
+use output::{json_failure, state_json, state_line};
+use store::{lock_of, new_window, read_log, to_json, to_value, Ctx};
 
-impl Ctx {
-    fn from_flags(flags: &Flags) -> Result<Ctx, Failure> {
-        if let Some(extra) = flags.positional.first() {
-            return Err(Failure::Usage(format!("unexpected argument `{extra}`")));
-        }
-        let plan = RampPlan::load(Path::new(flags.required("plan")?))?;
-        let state_path = flags
-            .value("state")
-            .map_or_else(|| plan.state_path.clone(), PathBuf::from);
-        let audit_path = flags
-            .value("audit")
-            .map_or_else(|| plan.audit_path.clone(), PathBuf::from);
-        let actor = flags
-            .value("by")
-            .map(str::to_owned)
-            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| "unknown".into());
-        Ok(Ctx {
-            plan,
-            state_path,
-            audit_path,
-            actor,
-            reason: flags.value("reason").map(str::to_owned),
-            json: flags.switch("json"),
-            printed: std::cell::Cell::new(false),
-        })
-    }
-
-    /// Prints `value` with `--json`, else `text`.
-    fn emit(&self, value: &Value, text: &str) {
-        self.printed.set(true);
-        if self.json {
-            println!("{value}");
-        } else {
-            println!("{text}");
-        }
-    }
-
-    fn load_state(&self) -> Result<Option<State>, Failure> {
-        State::load(&self.state_path)
-    }
-
-    /// The state of a started ramp, after finishing what a crash left undone, with
-    /// the lock that keeps other commands from changing it meanwhile.
-    fn started_state(&self) -> Result<(State, ChangeLock), Failure> {
-        let guard = ChangeLock::acquire(&self.state_path)?;
-        let state = self.load_state()?.ok_or_else(|| {
-            Failure::NotAllowed(format!(
-                "no ramp started ({} does not exist); run `rampart ramp start --plan {}`",
-                self.state_path.display(),
-                self.plan.path.display()
-            ))
-        })?;
-        self.reconcile(&state)?;
-        Ok((state, guard))
-    }
-
-    /// Repairs what a crash between the three writes of a change left: a cut-off or
-    /// missing last audit record (rewritten from the state), an unpublished contract.
-    fn reconcile(&self, state: &State) -> Result<(), Failure> {
-        self.remove_leftovers();
-        let bytes = read_log(&self.audit_path)?;
-        let report = audit::verify(&bytes, Some((&state.audit, &state.last_record)));
-        if let Some(finding) = &report.finding {
-            if !finding.repairable {
-                return Err(Failure::Invalid(format!(
-                    "audit log {}: {}; refusing to change the ramp (see `rampart audit verify`)",
-                    self.audit_path.display(),
-                    finding.message
-                )));
-            }
-            if finding.kind == "torn" {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&self.audit_path)
-                    .and_then(|f| {
-                        f.set_len(report.complete_len as u64)?;
-                        f.sync_all()
-                    });
-                file.map_err(|e| Failure::Io(format!("{}: {e}", self.audit_path.display())))?;
-                eprintln!(
-                    "repaired: removed the cut-off last line of {}",
-                    self.audit_path.display()
-                );
-            }
-            audit::append(&self.audit_path, &state.last_record)
-                .map_err(|e| Failure::Io(format!("{}: {e}", self.audit_path.display())))?;
-            eprintln!(
-                "repaired: appended audit record {} from the state (a crash came before its append)",
-                state.audit.seq
-            );
-        }
-        let contract = self
-            .plan
-            .contract(state.percent, &lock_spec(&state.lock))
-            .map_err(Failure::Invalid)?;
-        if !self.is_published(&contract) {
-            self.publish(&contract)?;
-            eprintln!(
-                "repaired: published {} at {}% (a crash came before the publish)",
-                state.contract, state.percent
-            );
-        }
-        Ok(())
-    }
-
-    /// Deletes temporary and pid files that killed commands left (the caller holds
-    /// the change lock).
-    fn remove_leftovers(&self) {
-        let name = |p: &Path| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
-        let dir = |p: &Path| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let state_name = name(&self.state_path);
-        let state_dir = dir(&self.state_path);
-        crate::state::remove_leftovers(&state_dir, &format!(".{state_name}.tmp."));
-        crate::state::remove_leftovers(&state_dir, &format!("{state_name}.lock."));
-        let ecds = &self.plan.publish.ecds_path;
-        crate::state::remove_leftovers(&dir(ecds), &format!(".{}.tmp.", name(ecds)));
-    }
-
-    fn is_published(&self, contract: &Value) -> bool {
-        let p = &self.plan.publish;
-        let expected = ecds::discovery_resource(&p.filter_name, &p.wasm, contract);
-        std::fs::read(&p.ecds_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .is_some_and(|current| current == expected)
-    }
-
-    fn publish(&self, contract: &Value) -> Result<(), Failure> {
-        let p = &self.plan.publish;
-        ecds::publish(&p.ecds_path, &p.filter_name, &p.wasm, contract)
-            .map_err(|e| Failure::Io(format!("publishing to {}: {e}", p.ecds_path.display())))
-    }
-
-    /// Records a change: the new state (carrying the audit record), then the record,
-    /// then the publish. Returns the record.
-    fn commit(
-        &self,
-        head: Option<&State>,
-        next: &mut State,
-        action: &str,
-        mut details: Value,
-    ) -> Result<Value, Failure> {
-        let now = now_unix();
-        let time = rfc3339(now);
-        if let Some(reason) = &self.reason {
-            details["reason"] = Value::String(reason.clone());
-        }
-        details["status"] = json!(next.status.as_str());
-        details["step"] = json!(next.step);
-        details["percent"] = json!(next.percent);
-        details["lock"] = json!(next.lock.digest);
-        let contract = self
-            .plan
-            .contract(next.percent, &lock_spec(&next.lock))
-            .map_err(Failure::Invalid)?;
-        next.published = crate::canonical_digest(&contract);
-        let record = audit::new_record(
-            head.map(|s| &s.audit),
-            &time,
-            &self.actor,
-            action,
-            &next.contract,
-            details,
-        );
-        next.audit = audit::head_of(&record);
-        next.last_record = record.clone();
-        next.history.push(HistoryEntry {
-            seq: next.audit.seq,
-            time,
-            actor: self.actor.clone(),
-            action: action.to_owned(),
-            status: next.status,
-            step: next.step,
-            percent: next.percent,
-        });
-        next.save(&self.state_path)?;
-        audit::append(&self.audit_path, &record)
-            .map_err(|e| Failure::Io(format!("{}: {e}", self.audit_path.display())))?;
-        if !self.is_published(&contract) {
-            self.publish(&contract)?;
-        }
-        Ok(record)
-    }
-
-    fn read_live(&self) -> Result<Json, Failure> {
-        let (bytes, source) = match &self.plan.live {
-            LiveSource::File(path) => (
-                std::fs::read(path)
-                    .map_err(|e| Failure::Io(format!("live snapshot {}: {e}", path.display())))?,
-                path.display().to_string(),
-            ),
-            LiveSource::Url(url) => (
-                crate::http::get(url).map_err(|e| Failure::Io(format!("live snapshot: {e}")))?,
-                url.clone(),
-            ),
-        };
-        Json::parse(&bytes, DEFAULT_MAX_DEPTH)
-            .map_err(|e| Failure::Invalid(format!("live snapshot {source}: {e}")))
-    }
-
-    /// The counters now, or `None` without a metrics source.
-    fn read_metrics(&self) -> Result<Option<Reading>, Failure> {
-        match &self.plan.metrics {
-            None => Ok(None),
-            Some(source) => metrics::read(source, &self.plan.name)
-                .map(Some)
-                .map_err(|e| Failure::Io(format!("metrics ({}): {e}", source.describe()))),
-        }
-    }
-}
-
-fn read_log(path: &Path) -> Result<Vec<u8>, Failure> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Failure::Usage(format!("{}: {e}", path.display()))),
-    }
-}
-
-fn lock_spec(lock: &Lock) -> LockSpec {
-    LockSpec {
-        digest: Some(lock.digest.clone()),
-        fields: Some(lock.fields.clone()),
-    }
-}
-
-fn to_json(value: &Value) -> Json {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    Json::parse(&bytes, DEFAULT_MAX_DEPTH).unwrap_or(Json::Null)
-}
-
-fn to_value(json: &Json) -> Value {
-    serde_json::from_slice(&json.to_canonical()).unwrap_or(Value::Null)
-}
-
-/// The lock of `snapshot` under the plan's contract, or the field that does not fit.
-fn lock_of(plan: &RampPlan, snapshot: &Json, what: &str) -> Result<Lock, Failure> {
-    let spec = plan.spec(plan.steps[0]).map_err(Failure::Invalid)?;
-    let lock = lock_from_snapshot(&spec, snapshot)
-        .map_err(|e| Failure::Invalid(format!("{what}: {e}")))?;
-    Ok(Lock {
-        digest: lock.digest.unwrap_or_default(),
-        fields: lock.fields.unwrap_or_default(),
-    })
-}
-
-fn state_json(state: &State) -> Value {
-    json!({
-        "contract": state.contract,
-        "status": state.status.as_str(),
-        "step": state.step,
-        "steps": state.steps,
-        "percent": state.percent,
-        "lock": state.lock.digest,
-        "blocked": state.blocked,
-        "step_started": state.step_started,
-        "audit_seq": state.audit.seq,
-    })
-}
-
-fn state_line(state: &State) -> String {
-    format!(
-        "{}: {} at step {}/{} ({}% canary), lock {}",
-        state.contract,
-        state.status.as_str(),
-        state.step,
-        state.steps,
-        state.percent,
-        state.lock.digest
-    )
-}
-
-/// A fresh window for the gates: now, and the counters now.
-fn new_window(state: &mut State, reading: Option<Reading>) {
-    let now = now_unix();
-    state.step_started = rfc3339(now);
-    state.step_started_unix = now;
-    state.baseline = reading.map(|r| r.counters);
-}
-
-const RAMP_FLAGS: &[&str] = &["plan", "state", "audit", "by", "reason", "expect-delta"];
-
-/// `rampart ramp SUBCOMMAND ...`
-pub fn run(args: &[String]) -> Outcome {
-    let Some((sub, rest)) = args.split_first() else {
-        return Err(Failure::Usage(
-            "give a ramp command: start, status, advance, pause, resume, revert, diff, approve"
-                .into(),
-        ));
+/// Runs `rampart ramp COMMAND`.
+pub fn run(command: &RampCommand) -> Outcome {
+    let name = command.name();
+    let no_change = ChangeArgs::default();
+    let (plan, change) = match command {
+        RampCommand::Start { plan, change }
+        | RampCommand::Advance { plan, change }
+        | RampCommand::Pause { plan, change }
+        | RampCommand::Resume { plan, change }
+        | RampCommand::Revert { plan, change } => (plan, change.clone()),
+        RampCommand::Status { plan } | RampCommand::Diff { plan } => (plan, no_change),
+        RampCommand::Approve(args) => (
+            &args.plan,
+            ChangeArgs {
+                by: Some(args.by.clone()),
+                reason: Some(args.reason.clone()),
+            },
+        ),
     };
-    let flags = Flags::parse(rest, RAMP_FLAGS, &["json"])?;
-    let ctx = match Ctx::from_flags(&flags) {
-        Ok(ctx) => ctx,
-        Err(failure) => return Err(json_failure(flags.switch("json"), sub, failure)),
-    };
-    let result = match sub.as_str() {
-        "start" => start(&ctx),
-        "status" => status(&ctx),
-        "advance" => advance(&ctx),
-        "pause" => pause(&ctx),
-        "resume" => resume(&ctx),
-        "revert" => revert(&ctx),
-        "diff" => diff(&ctx),
-        "approve" => approve(&ctx, &flags),
-        other => Err(Failure::Usage(format!("unknown ramp command `{other}`"))),
+    let ctx = Ctx::new(plan, &change).map_err(|failure| json_failure(plan.json, name, failure))?;
+    let result = match command {
+        RampCommand::Start { .. } => start(&ctx),
+        RampCommand::Status { .. } => status(&ctx),
+        RampCommand::Advance { .. } => advance(&ctx),
+        RampCommand::Pause { .. } => pause(&ctx),
+        RampCommand::Resume { .. } => resume(&ctx),
+        RampCommand::Revert { .. } => revert(&ctx),
+        RampCommand::Diff { .. } => diff(&ctx),
+        RampCommand::Approve(args) => approve(&ctx, args),
     };
     match result {
-        Err(failure) if !ctx.printed.get() => Err(json_failure(ctx.json, sub, failure)),
+        Err(failure) if !ctx.printed.get() => Err(json_failure(ctx.json, name, failure)),
         other => other,
     }
-}
-
-/// With `--json`, a failure that printed nothing yet still answers one JSON object.
-fn json_failure(json: bool, command: &str, failure: Failure) -> Failure {
-    if json {
-        let error = match failure {
-            Failure::Invalid(_) => "invalid",
-            Failure::Usage(_) => "usage",
-            Failure::Io(_) => "io",
-            Failure::NotAllowed(_) => "not_allowed",
-            Failure::Waiting(_) => "waiting",
-        };
-        let value = json!({
-            "ok": false, "command": command, "error": error,
-            "exit": failure.exit_code(), "message": failure.message(),
-        });
-        println!("{value}");
-    }
-    failure
 }
 
 fn start(ctx: &Ctx) -> Outcome {
@@ -407,10 +93,7 @@ fn start(ctx: &Ctx) -> Outcome {
     }
     let plan = &ctx.plan;
     let snapshot_path = plan.snapshot_path.display().to_string();
-    let snapshot_bytes = std::fs::read(&plan.snapshot_path)
-        .map_err(|e| Failure::Usage(format!("{snapshot_path}: {e}")))?;
-    let snapshot = Json::parse(&snapshot_bytes, DEFAULT_MAX_DEPTH)
-        .map_err(|e| Failure::Invalid(format!("{snapshot_path}: {e}")))?;
+    let snapshot = ctx.read_snapshot()?;
     let lock = lock_of(plan, &snapshot, &snapshot_path)?;
     // Gate 1 before the first step too: the live config must be the tested one.
     let live = ctx.read_live()?;
@@ -446,14 +129,14 @@ fn start(ctx: &Ctx) -> Outcome {
         last_record: Value::Null,
         history: Vec::new(),
     };
-    new_window(&mut next, reading);
+    new_window(&mut next, reading, now);
     let details = json!({
         "plan": plan.path.display().to_string(),
         "steps": plan.steps,
         "snapshot": snapshot_path,
         "fields": next.lock.fields,
     });
-    let record = ctx.commit(previous.as_ref(), &mut next, "start", details)?;
+    let record = ctx.commit(previous.as_ref(), &mut next, "start", details, now)?;
     let value = json!({ "ok": true, "command": "start", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -463,22 +146,6 @@ fn start(ctx: &Ctx) -> Outcome {
         ),
     );
     Ok(())
-}
-
-/// The drift gate over the current window.
-struct DriftView {
-    since: Counters,
-    ratio: f64,
-    drift_paused: Option<bool>,
-}
-
-fn drift_view(state: &State, reading: &Reading) -> DriftView {
-    let since = reading.counters.since(state.baseline.unwrap_or_default());
-    DriftView {
-        since,
-        ratio: since.drift_ratio(),
-        drift_paused: reading.drift_paused,
-    }
 }
 
 fn status(ctx: &Ctx) -> Outcome {
@@ -518,7 +185,7 @@ fn status(ctx: &Ctx) -> Outcome {
             lines.push("  drift: no metrics source (the drift gate is off)".into());
         }
         Ok(Some(reading)) => {
-            let view = drift_view(&state, &reading);
+            let view = Window::of(&state, &reading);
             out["metrics"] = json!({
                 "requests": view.since.requests, "drift": view.since.drift, "missing": view.since.missing,
                 "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
@@ -561,8 +228,7 @@ fn status(ctx: &Ctx) -> Outcome {
         lines.push(format!("  audit: {}", f.message));
     }
     let published = ctx
-        .plan
-        .contract(state.percent, &lock_spec(&state.lock))
+        .contract_of(&state)
         .map(|c| ctx.is_published(&c))
         .unwrap_or(false);
     out["published"] = json!(published);
@@ -593,153 +259,178 @@ fn advance(ctx: &Ctx) -> Outcome {
             )))
         }
     }
-    let plan = &ctx.plan;
-    let gates = plan.gates;
-
-    // Gate 1: the live config has the locked digest.
     let live = ctx.read_live()?;
     let delta = Delta::between(&to_json(&state.locked_snapshot), &live);
-    if !delta.is_empty() {
-        let mut next = state.clone();
-        let action = match gates.on_mismatch {
-            OnMismatch::Block => {
-                next.status = Status::Blocked;
-                next.blocked = Some(Block {
-                    reason: "config".into(),
-                    live_digest: Some(delta.to.clone()),
-                    drift_ratio: None,
-                    seq: state.audit.seq + 1,
-                });
-                "block"
-            }
-            OnMismatch::Revert => {
-                next.status = Status::Reverted;
-                next.percent = 0.0;
-                "revert"
-            }
-        };
-        let details = json!({ "gate": "config", "delta": delta.to_json() });
-        let record = ctx.commit(Some(&state), &mut next, action, details)?;
-        let value = json!({
-            "ok": false, "command": "advance", "gate": "config", "action": action,
-            "state": state_json(&next), "delta": delta.to_json(), "audit_seq": record["seq"],
-        });
-        ctx.emit(
-            &value,
-            &format!("{}\n{}", delta.describe(), state_line(&next)),
-        );
-        return Err(Failure::Invalid(format!(
-            "gate 1: the live config {} is not the locked {}; ramp {} at step {}/{} — `rampart ramp approve --by NAME --reason TEXT` to continue with it",
-            delta.to, delta.from, next.status.as_str(), next.step, next.steps
-        )));
-    }
-
-    // Gate 2: enough requests and a low drift ratio since the step began.
-    let reading = ctx.read_metrics()?;
-    let view = reading.as_ref().map(|r| drift_view(&state, r));
-    if let Some(view) = &view {
-        if view.drift_paused == Some(true) {
-            // The filter already sent everyone to stable for drift; it stays so until
-            // a new lock, so a wider step would only be a number in a file.
-            let mut next = state.clone();
-            next.status = Status::Blocked;
-            next.blocked = Some(Block {
-                reason: "drift".into(),
-                live_digest: None,
-                drift_ratio: Some(view.ratio),
-                seq: state.audit.seq + 1,
-            });
-            let details = json!({
-                "gate": "drift", "drift_paused": true, "requests": view.since.requests,
-                "drift": view.since.drift, "missing": view.since.missing, "drift_ratio": view.ratio,
-            });
-            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
-            let value = json!({
-                "ok": false, "command": "advance", "gate": "drift", "action": "block", "drift_paused": true,
-                "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
-                "requests": view.since.requests, "state": state_json(&next), "audit_seq": record["seq"],
-            });
-            ctx.emit(&value, &state_line(&next));
-            return Err(Failure::Invalid(
-                "gate 2: the data plane paused the canary for drift (drift_pause); it holds until a new lock — approve the changed config, or revert".into(),
-            ));
+    // The counters only matter once the config passes: an unreachable metrics source
+    // must not keep a config block from being recorded.
+    let reading = if delta.is_empty() {
+        ctx.read_metrics()?
+    } else {
+        None
+    };
+    let now = now_unix();
+    let plan = &ctx.plan;
+    let verdict = gates::evaluate(
+        &state,
+        &plan.steps,
+        &plan.gates,
+        &delta,
+        reading.as_ref(),
+        now,
+    );
+    match verdict {
+        Verdict::Block(BlockReason::Config) | Verdict::Revert => {
+            config_mismatch(ctx, &state, &delta, verdict == Verdict::Revert, now)
         }
-        if view.since.requests < gates.min_requests {
+        Verdict::Block(BlockReason::DriftPaused(window)) => {
+            drift_block(ctx, &state, &window, true, now)
+        }
+        Verdict::Block(BlockReason::DriftRatio(window)) => {
+            drift_block(ctx, &state, &window, false, now)
+        }
+        Verdict::Wait(Wait::MinRequests(window)) => {
+            let min_requests = plan.gates.min_requests;
             let value = json!({
                 "ok": false, "command": "advance", "gate": "min_requests", "waiting": true,
-                "requests": view.since.requests, "min_requests": gates.min_requests, "state": state_json(&state),
+                "requests": window.since.requests, "min_requests": min_requests, "state": state_json(&state),
             });
             ctx.emit(&value, &state_line(&state));
-            return Err(Failure::Waiting(format!(
-                "gate 2: {} request(s) since the step began, the plan needs {}",
-                view.since.requests, gates.min_requests
-            )));
+            Err(Failure::Waiting(format!(
+                "gate 2: {} request(s) since the step began, the plan needs {min_requests}",
+                window.since.requests
+            )))
         }
-        if view.ratio > gates.max_drift_ratio {
-            let mut next = state.clone();
-            next.status = Status::Blocked;
-            next.blocked = Some(Block {
-                reason: "drift".into(),
-                live_digest: None,
-                drift_ratio: Some(view.ratio),
-                seq: state.audit.seq + 1,
-            });
-            let details = json!({
-                "gate": "drift", "requests": view.since.requests, "drift": view.since.drift,
-                "missing": view.since.missing, "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
-            });
-            let record = ctx.commit(Some(&state), &mut next, "block", details)?;
+        Verdict::Wait(Wait::Bake { elapsed }) => {
+            let bake_seconds = plan.gates.bake_seconds;
             let value = json!({
-                "ok": false, "command": "advance", "gate": "drift", "action": "block",
-                "drift_ratio": view.ratio, "max_drift_ratio": gates.max_drift_ratio,
-                "requests": view.since.requests, "state": state_json(&next), "audit_seq": record["seq"],
+                "ok": false, "command": "advance", "gate": "bake", "waiting": true,
+                "elapsed_seconds": elapsed, "bake_seconds": bake_seconds, "state": state_json(&state),
             });
-            ctx.emit(&value, &state_line(&next));
-            return Err(Failure::Invalid(format!(
-                "gate 2: drift ratio {:.4} over {} request(s) is above the limit {}; ramp blocked — `rampart ramp resume` after review starts a new window",
-                view.ratio, view.since.requests, gates.max_drift_ratio
-            )));
+            ctx.emit(&value, &state_line(&state));
+            Err(Failure::Waiting(format!(
+                "gate 3: {elapsed}s since the step began, the plan bakes {bake_seconds}s"
+            )))
+        }
+        Verdict::Advance {
+            to_step,
+            percent,
+            passed,
+        } => {
+            let mut next = state.clone();
+            next.step = to_step;
+            next.steps = plan.steps.len();
+            next.percent = percent;
+            new_window(&mut next, reading, now);
+            step_passed(ctx, &state, next, "advance", &delta, &passed, now)
+        }
+        Verdict::Complete(passed) => {
+            let mut next = state.clone();
+            next.status = Status::Completed;
+            step_passed(ctx, &state, next, "complete", &delta, &passed, now)
         }
     }
+}
 
-    // Gate 3: bake time.
-    let elapsed = now_unix().saturating_sub(state.step_started_unix);
-    if elapsed < gates.bake_seconds {
-        let value = json!({
-            "ok": false, "command": "advance", "gate": "bake", "waiting": true,
-            "elapsed_seconds": elapsed, "bake_seconds": gates.bake_seconds, "state": state_json(&state),
-        });
-        ctx.emit(&value, &state_line(&state));
-        return Err(Failure::Waiting(format!(
-            "gate 3: {elapsed}s since the step began, the plan bakes {}s",
-            gates.bake_seconds
-        )));
-    }
-
+/// Gate 1 failed: the live config is not the locked one. Blocks, or reverts.
+fn config_mismatch(ctx: &Ctx, state: &State, delta: &Delta, revert: bool, now: u64) -> Outcome {
     let mut next = state.clone();
-    let (action, to_step) = if state.step >= plan.steps.len() {
-        next.status = Status::Completed;
-        ("complete", state.step)
+    let action = if revert {
+        next.status = Status::Reverted;
+        next.percent = 0.0;
+        "revert"
     } else {
-        next.step = state.step + 1;
-        next.steps = plan.steps.len();
-        next.percent = plan.steps[state.step];
-        new_window(&mut next, reading);
-        ("advance", state.step + 1)
+        next.status = Status::Blocked;
+        next.blocked = Some(Block {
+            reason: "config".into(),
+            live_digest: Some(delta.to.clone()),
+            drift_ratio: None,
+            seq: state.audit.seq + 1,
+        });
+        "block"
     };
-    let mut gate_details = json!({ "live": delta.to, "elapsed_seconds": elapsed });
-    if let Some(view) = &view {
-        gate_details["requests"] = json!(view.since.requests);
-        gate_details["drift"] = json!(view.since.drift);
-        gate_details["missing"] = json!(view.since.missing);
-        gate_details["drift_ratio"] = json!(view.ratio);
+    let details = json!({ "gate": "config", "delta": delta.to_json() });
+    let record = ctx.commit(Some(state), &mut next, action, details, now)?;
+    let value = json!({
+        "ok": false, "command": "advance", "gate": "config", "action": action,
+        "state": state_json(&next), "delta": delta.to_json(), "audit_seq": record["seq"],
+    });
+    ctx.emit(
+        &value,
+        &format!("{}\n{}", delta.describe(), state_line(&next)),
+    );
+    Err(Failure::Invalid(format!(
+        "gate 1: the live config {} is not the locked {}; ramp {} at step {}/{} — `rampart ramp approve --by NAME --reason TEXT` to continue with it",
+        delta.to, delta.from, next.status.as_str(), next.step, next.steps
+    )))
+}
+
+/// Gate 2 blocked: the data plane's drift pause is on (`paused`), or the drift ratio
+/// is over the limit.
+fn drift_block(ctx: &Ctx, state: &State, window: &Window, paused: bool, now: u64) -> Outcome {
+    let max_drift_ratio = ctx.plan.gates.max_drift_ratio;
+    let mut next = state.clone();
+    next.status = Status::Blocked;
+    next.blocked = Some(Block {
+        reason: "drift".into(),
+        live_digest: None,
+        drift_ratio: Some(window.ratio),
+        seq: state.audit.seq + 1,
+    });
+    let since = window.since;
+    let mut details = json!({
+        "gate": "drift", "requests": since.requests, "drift": since.drift,
+        "missing": since.missing, "drift_ratio": window.ratio,
+    });
+    let mut value = json!({
+        "ok": false, "command": "advance", "gate": "drift", "action": "block",
+        "drift_ratio": window.ratio, "max_drift_ratio": max_drift_ratio,
+        "requests": since.requests,
+    });
+    if paused {
+        details["drift_paused"] = json!(true);
+        value["drift_paused"] = json!(true);
+    } else {
+        details["max_drift_ratio"] = json!(max_drift_ratio);
+    }
+    let record = ctx.commit(Some(state), &mut next, "block", details, now)?;
+    value["state"] = state_json(&next);
+    value["audit_seq"] = record["seq"].clone();
+    ctx.emit(&value, &state_line(&next));
+    Err(Failure::Invalid(if paused {
+        "gate 2: the data plane paused the canary for drift (drift_pause); it holds until a new lock — approve the changed config, or revert".into()
+    } else {
+        format!(
+            "gate 2: drift ratio {:.4} over {} request(s) is above the limit {max_drift_ratio}; ramp blocked — `rampart ramp resume` after review starts a new window",
+            window.ratio, since.requests
+        )
+    }))
+}
+
+/// Every gate passed: records `next` (the next step, or completed) with what the
+/// gates saw.
+fn step_passed(
+    ctx: &Ctx,
+    state: &State,
+    mut next: State,
+    action: &str,
+    delta: &Delta,
+    passed: &Passed,
+    now: u64,
+) -> Outcome {
+    let to_step = next.step;
+    let mut gate_details = json!({ "live": delta.to, "elapsed_seconds": passed.elapsed });
+    if let Some(window) = &passed.window {
+        gate_details["requests"] = json!(window.since.requests);
+        gate_details["drift"] = json!(window.since.drift);
+        gate_details["missing"] = json!(window.since.missing);
+        gate_details["drift_ratio"] = json!(window.ratio);
     }
     let details = json!({
         "from": { "step": state.step, "percent": state.percent },
         "to": { "step": to_step, "percent": next.percent },
         "gates": gate_details,
     });
-    let record = ctx.commit(Some(&state), &mut next, action, details)?;
+    let record = ctx.commit(Some(state), &mut next, action, details, now)?;
     let value = json!({
         "ok": true, "command": "advance", "action": action, "state": state_json(&next),
         "gates": record["details"]["gates"], "audit_seq": record["seq"],
@@ -769,7 +460,7 @@ fn pause(ctx: &Ctx) -> Outcome {
     }
     let mut next = state.clone();
     next.status = Status::Paused;
-    let record = ctx.commit(Some(&state), &mut next, "pause", json!({}))?;
+    let record = ctx.commit(Some(&state), &mut next, "pause", json!({}), now_unix())?;
     let value = json!({ "ok": true, "command": "pause", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -783,6 +474,7 @@ fn pause(ctx: &Ctx) -> Outcome {
 
 fn resume(ctx: &Ctx) -> Outcome {
     let (state, _guard) = ctx.started_state()?;
+    let now = now_unix();
     let mut next = state.clone();
     next.status = Status::Running;
     next.blocked = None;
@@ -804,12 +496,12 @@ fn resume(ctx: &Ctx) -> Outcome {
                     delta.to, delta.from
                 )));
             }
-            new_window(&mut next, ctx.read_metrics()?);
+            new_window(&mut next, ctx.read_metrics()?, now);
             details["window"] = json!("new");
         }
         (Status::Blocked, _) => {
             // A drift block: the operator reviewed it; judge a fresh window.
-            new_window(&mut next, ctx.read_metrics()?);
+            new_window(&mut next, ctx.read_metrics()?, now);
             details["window"] = json!("new");
         }
         (other, _) => {
@@ -819,7 +511,7 @@ fn resume(ctx: &Ctx) -> Outcome {
             )))
         }
     }
-    let record = ctx.commit(Some(&state), &mut next, "resume", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "resume", details, now)?;
     let value = json!({ "ok": true, "command": "resume", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(&value, &format!("resumed: {}", state_line(&next)));
     Ok(())
@@ -834,7 +526,7 @@ fn revert(ctx: &Ctx) -> Outcome {
     next.status = Status::Reverted;
     next.percent = 0.0;
     let details = json!({ "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent } });
-    let record = ctx.commit(Some(&state), &mut next, "revert", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "revert", details, now_unix())?;
     let value = json!({ "ok": true, "command": "revert", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
         &value,
@@ -850,13 +542,7 @@ fn diff(ctx: &Ctx) -> Outcome {
     // The lock in force: the state's after a start, else the plan's snapshot.
     let locked = match ctx.load_state()? {
         Some(state) => to_json(&state.locked_snapshot),
-        None => {
-            let path = &ctx.plan.snapshot_path;
-            let bytes = std::fs::read(path)
-                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-            Json::parse(&bytes, DEFAULT_MAX_DEPTH)
-                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?
-        }
+        None => ctx.read_snapshot()?,
     };
     let live = ctx.read_live()?;
     let delta = Delta::between(&locked, &live);
@@ -878,10 +564,9 @@ fn diff(ctx: &Ctx) -> Outcome {
     )))
 }
 
-fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
-    let by = flags.required("by")?;
-    let reason = flags.required("reason")?;
-    if reason.trim().is_empty() {
+fn approve(ctx: &Ctx, args: &ApproveArgs) -> Outcome {
+    let by = &args.by;
+    if args.reason.trim().is_empty() {
         return Err(Failure::Usage("--reason must say why".into()));
     }
     let (state, _guard) = ctx.started_state()?;
@@ -903,8 +588,8 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
             delta.from
         )));
     }
-    if let Some(expected) = flags.value("expect-delta") {
-        if expected != delta.digest() {
+    if let Some(expected) = &args.expect_delta {
+        if *expected != delta.digest() {
             let value = json!({ "ok": false, "command": "approve", "error": "delta_changed", "delta": delta.to_json() });
             ctx.emit(&value, &delta.describe());
             return Err(Failure::Invalid(format!(
@@ -925,7 +610,8 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
         next.steps = ctx.plan.steps.len();
         next.percent = ctx.plan.steps[0];
     }
-    new_window(&mut next, ctx.read_metrics()?);
+    let now = now_unix();
+    new_window(&mut next, ctx.read_metrics()?, now);
     let details = json!({
         "approved_by": by,
         "old": delta.from,
@@ -936,7 +622,7 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
         "after_approval": after.as_str(),
         "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent },
     });
-    let record = ctx.commit(Some(&state), &mut next, "approve", details)?;
+    let record = ctx.commit(Some(&state), &mut next, "approve", details, now)?;
     let value = json!({
         "ok": true, "command": "approve", "old": delta.from, "new": delta.to,
         "delta_digest": delta.digest(), "after_approval": after.as_str(),
@@ -953,135 +639,4 @@ fn approve(ctx: &Ctx, flags: &Flags) -> Outcome {
         ),
     );
     Ok(())
-}
-
-/// `rampart audit verify|show ...`
-pub fn audit_command(args: &[String]) -> Outcome {
-    let Some((sub, rest)) = args.split_first() else {
-        return Err(Failure::Usage("give an audit command: verify, show".into()));
-    };
-    let flags = Flags::parse(rest, &["plan", "state", "audit"], &["json"])?;
-    if let Some(extra) = flags.positional.first() {
-        return Err(Failure::Usage(format!("unexpected argument `{extra}`")));
-    }
-    let plan = match flags.value("plan") {
-        Some(p) => Some(RampPlan::load(Path::new(p))?),
-        None => None,
-    };
-    let audit_path = match (flags.value("audit"), &plan) {
-        (Some(a), _) => PathBuf::from(a),
-        (None, Some(p)) => p.audit_path.clone(),
-        (None, None) => return Err(Failure::Usage("give --plan PLAN or --audit FILE".into())),
-    };
-    let state_path = match (flags.value("state"), &plan) {
-        (Some(s), _) => Some(PathBuf::from(s)),
-        (None, Some(p)) => Some(p.state_path.clone()),
-        (None, None) => None,
-    };
-    let json_out = flags.switch("json");
-    let bytes = match std::fs::read(&audit_path) {
-        Ok(bytes) => bytes,
-        // With a state to compare against, a missing log is a log with every record deleted.
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                && state_path.as_ref().is_some_and(|p| p.exists()) =>
-        {
-            Vec::new()
-        }
-        Err(e) => return Err(Failure::Usage(format!("{}: {e}", audit_path.display()))),
-    };
-    match sub.as_str() {
-        "verify" => {
-            let state = match &state_path {
-                Some(p) => State::load(p)?,
-                None => None,
-            };
-            let report = audit::verify(&bytes, state.as_ref().map(|s| (&s.audit, &s.last_record)));
-            let head = report.head();
-            let value = json!({
-                "ok": report.finding.is_none(),
-                "command": "audit verify",
-                "records": report.records.len(),
-                "head": head,
-                "state_checked": state.is_some(),
-                "first_bad": report.finding.as_ref().map(|f| json!({
-                    "line": f.line, "seq": f.seq, "kind": f.kind, "message": f.message, "repairable": f.repairable,
-                })),
-            });
-            if json_out {
-                println!("{value}");
-            }
-            match report.finding {
-                None => {
-                    if !json_out {
-                        println!(
-                            "ok: {} record(s), chain intact{}",
-                            report.records.len(),
-                            if state.is_some() {
-                                ", ends at the state's head"
-                            } else {
-                                " (no state file given: a deleted last record cannot be detected)"
-                            }
-                        );
-                    }
-                    Ok(())
-                }
-                Some(f) => Err(Failure::Invalid(format!(
-                    "{}: first bad record at line {}: {}",
-                    audit_path.display(),
-                    f.line,
-                    f.message
-                ))),
-            }
-        }
-        "show" => {
-            let report = audit::verify(&bytes, None);
-            for record in &report.records {
-                if json_out {
-                    println!("{record}");
-                } else {
-                    println!(
-                        "{:>4}  {}  {:<10} {:<9} {}",
-                        record["seq"],
-                        record["time"].as_str().unwrap_or_default(),
-                        record["actor"].as_str().unwrap_or_default(),
-                        record["action"].as_str().unwrap_or_default(),
-                        summary(&record["details"])
-                    );
-                }
-            }
-            match report.finding {
-                None => Ok(()),
-                Some(f) => Err(Failure::Invalid(format!(
-                    "{}: stopped at line {}: {}",
-                    audit_path.display(),
-                    f.line,
-                    f.message
-                ))),
-            }
-        }
-        other => Err(Failure::Usage(format!("unknown audit command `{other}`"))),
-    }
-}
-
-/// A one-line summary of a record's details for `audit show`.
-fn summary(details: &Value) -> String {
-    let mut parts = Vec::new();
-    if let (Some(status), Some(step), Some(percent)) = (
-        details["status"].as_str(),
-        details["step"].as_u64(),
-        details["percent"].as_f64(),
-    ) {
-        parts.push(format!("{status} step {step} at {percent}%"));
-    }
-    if let Some(gate) = details["gate"].as_str() {
-        parts.push(format!("gate {gate}"));
-    }
-    if let (Some(old), Some(new)) = (details["old"].as_str(), details["new"].as_str()) {
-        parts.push(format!("{old} -> {new}"));
-    }
-    if let Some(reason) = details["reason"].as_str() {
-        parts.push(format!("reason: {reason}"));
-    }
-    parts.join("; ")
 }
