@@ -79,12 +79,21 @@ pub struct RouteSpec {
     pub stable: String,
 }
 
+impl RouteSpec {
+    /// The route header of a contract that names none.
+    pub const DEFAULT_HEADER: &'static str = "x-rampart-route";
+    /// The canary value of a contract that names none.
+    pub const DEFAULT_CANARY: &'static str = "canary";
+    /// The stable value of a contract that names none.
+    pub const DEFAULT_STABLE: &'static str = "stable";
+}
+
 impl Default for RouteSpec {
     fn default() -> RouteSpec {
         RouteSpec {
-            header: "x-rampart-route".into(),
-            canary: "canary".into(),
-            stable: "stable".into(),
+            header: RouteSpec::DEFAULT_HEADER.into(),
+            canary: RouteSpec::DEFAULT_CANARY.into(),
+            stable: RouteSpec::DEFAULT_STABLE.into(),
         }
     }
 }

@@ -130,6 +130,45 @@ impl Gauge {
     }
 }
 
+/// The stats tag (and Prometheus label) that carries the contract name, so Prometheus
+/// sees one metric per counter with the contract as a label, not one per contract.
+pub const CONTRACT_TAG: &str = "rampart_contract";
+
+/// The regex of the [`CONTRACT_TAG`] stats tag in an Envoy bootstrap: it captures the
+/// contract segment of `wasmcustom.rampart.<contract>.<name>` and removes it from the name.
+pub fn contract_tag_regex() -> String {
+    format!("^{}(([a-z0-9_-]+)\\.)", envoy_root_pattern())
+}
+
+/// A regex matching the start of every Rampart metric in Envoy's `/stats`
+/// (`^wasmcustom\.rampart\.`), for its `filter` parameter.
+pub fn envoy_stats_filter() -> String {
+    format!("^{}", envoy_root_pattern())
+}
+
+/// `wasmcustom.rampart.` with its dots escaped for a regex.
+fn envoy_root_pattern() -> String {
+    let mut out = String::new();
+    for c in ENVOY_PREFIX.chars().chain(ROOT.chars()).chain(['.']) {
+        if c == '.' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A per-contract metric's name as Prometheus scrapes it from Envoy: `rampart_<name>`.
+/// Envoy drops its `wasmcustom.` namespace, the [`CONTRACT_TAG`] tag takes the contract
+/// segment out of the name, and the remaining dots become underscores.
+pub fn prometheus_name(name: &str) -> String {
+    let mut out = String::with_capacity(ROOT.len() + name.len() + 1);
+    out.push_str(ROOT);
+    out.push('_');
+    out.extend(name.chars().map(|c| if c == '.' { '_' } else { c }));
+    out
+}
+
 /// `rampart.<contract>.`: the start of every name of one contract.
 pub fn contract_prefix(contract: &str) -> String {
     let mut out = String::with_capacity(ROOT.len() + contract.len() + 2);
@@ -176,6 +215,27 @@ mod tests {
             "rampart.c.field.flags.invalid"
         );
         assert!(INVALID_CONFIG.starts_with(ROOT) && SAFE_MODE.starts_with(ROOT));
+    }
+
+    #[test]
+    fn envoy_and_prometheus_forms_are_the_documented_ones() {
+        assert_eq!(envoy_stats_filter(), r"^wasmcustom\.rampart\.");
+        assert_eq!(
+            contract_tag_regex(),
+            r"^wasmcustom\.rampart\.(([a-z0-9_-]+)\.)"
+        );
+        assert_eq!(
+            prometheus_name(Counter::Requests.name()),
+            "rampart_requests"
+        );
+        assert_eq!(
+            prometheus_name(Gauge::DriftPaused.name()),
+            "rampart_drift_paused"
+        );
+        assert_eq!(
+            prometheus_name("field.tier.drift"),
+            "rampart_field_tier_drift"
+        );
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! ECDS in the harness: an Envoy whose Rampart filter configuration comes from a
 //! watched file, and publishing to it the way the `rampart` CLI does.
 //!
-//! The file format and the atomic replace are the CLI's own code
-//! (`crates/cli/src/ecds.rs`, compiled here by path), so the tests exercise exactly
-//! what users run.
+//! The file format and the atomic replace are the CLI's own code (the `rampart-cli`
+//! library), so the tests exercise exactly what users run.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,9 +11,8 @@ use serde_json::Value;
 
 use super::{utf8, wasm_path, Bootstrap, Envoy, TempDir};
 
-/// The CLI's ECDS module: resource format, filter entry, atomic replace.
-#[path = "../../crates/cli/src/ecds.rs"]
-pub mod format;
+/// The CLI's ECDS module: resource format, filter entry, publish.
+pub use rampart_cli::ecds as format;
 
 /// The name of the ECDS resource and of the HTTP filter entry that asks for it.
 pub const FILTER_NAME: &str = "rampart";
@@ -80,7 +78,7 @@ impl EcdsFile {
 
     /// Atomically replaces the file with arbitrary bytes (for malformed resources).
     pub fn publish_raw(&self, bytes: &[u8]) {
-        format::replace_atomically(&self.path, bytes)
+        rampart_cli::files::write_atomically(&self.path, bytes)
             .unwrap_or_else(|err| panic!("writing {}: {err}", self.path.display()));
     }
 

@@ -7,15 +7,14 @@
 //! renamed over the old one. Envoy sees the old or the new configuration, never a
 //! torn one, and requests in flight keep the filter chain they started with.
 //!
-//! This module depends only on `std` and `serde_json` so the end-to-end tests can
-//! compile the very same code (`#[path]`) instead of a copy of the format.
+//! The end-to-end tests publish with this module too (through the library), so they
+//! exercise the format users run.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde_json::{json, Value};
+
+use crate::files::{parent_dir, write_atomically};
 
 /// Type URL of an ECDS resource: a named, typed extension configuration.
 pub const TYPED_EXTENSION_CONFIG: &str =
@@ -85,8 +84,7 @@ pub fn http_filter_entry(filter_name: &str, path: &Path) -> Value {
 }
 
 /// Writes the ECDS resource for `contract` to `path`, atomically replacing the
-/// watched file (temporary file in the same directory, fsync, rename, fsync of the
-/// directory), so Envoy applies it live.
+/// watched file ([`write_atomically`]), so Envoy applies it live.
 pub fn publish(
     path: &Path,
     filter_name: &str,
@@ -97,46 +95,5 @@ pub fn publish(
     let mut text = serde_json::to_string_pretty(&resource)
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
     text.push('\n');
-    replace_atomically(path, text.as_bytes())
-}
-
-/// Replaces `path` with `bytes` so readers see the old or the new content, never a
-/// torn one.
-pub fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // Distinct temporary names per call: two publishes from one process must not
-    // write into the same temporary file.
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{} names no file", path.display()),
-            )
-        })?;
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    write_atomically(path, text.as_bytes())
 }

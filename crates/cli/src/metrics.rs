@@ -1,6 +1,10 @@
 //! Reading the filter's counters for the drift gate: from an Envoy admin endpoint or
 //! from a Prometheus server that scrapes Envoy.
 
+use rampart::metrics::{
+    contract_prefix, envoy_stats_filter, prometheus_name, Counter, Gauge, CONTRACT_TAG,
+    ENVOY_PREFIX,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::http;
@@ -78,7 +82,7 @@ pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
             let url = format!(
                 "{}/stats?filter={}",
                 url.trim_end_matches('/'),
-                http::encode_query(r"^wasmcustom\.rampart\.")
+                http::encode_query(&envoy_stats_filter())
             );
             let body = http::get(&url)?;
             Ok(parse_admin_stats(&String::from_utf8_lossy(&body), contract))
@@ -86,26 +90,33 @@ pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
         MetricsSource::Prometheus(url) => {
             let base = url.trim_end_matches('/');
             let query = |metric: &str, agg: &str| -> Result<Option<f64>, String> {
-                let promql = format!(
-                    "{agg}(rampart_{metric}{{rampart_contract=\"{}\"}})",
-                    promql_escape(contract)
-                );
+                let promql = promql(agg, metric, contract);
                 let url = format!("{base}/api/v1/query?query={}", http::encode_query(&promql));
                 parse_prometheus_scalar(&http::get(&url)?).map_err(|e| format!("{url}: {e}"))
             };
-            let count = |metric: &str| -> Result<u64, String> {
-                Ok(query(metric, "sum")?.map_or(0, |v| v.max(0.0).round() as u64))
+            let count = |counter: Counter| -> Result<u64, String> {
+                Ok(query(counter.name(), "sum")?.map_or(0, |v| v.max(0.0).round() as u64))
             };
             Ok(Reading {
                 counters: Counters {
-                    requests: count("requests")?,
-                    drift: count("drift")?,
-                    missing: count("missing")?,
+                    requests: count(Counter::Requests)?,
+                    drift: count(Counter::Drift)?,
+                    missing: count(Counter::Missing)?,
                 },
-                drift_paused: query("drift_paused", "max")?.map(|v| v > 0.0),
+                drift_paused: query(Gauge::DriftPaused.name(), "max")?.map(|v| v > 0.0),
             })
         }
     }
+}
+
+/// `agg(rampart_<metric>{rampart_contract="<contract>"})`: one metric of one contract,
+/// summed (or maxed) over every Envoy Prometheus scrapes.
+fn promql(agg: &str, metric: &str, contract: &str) -> String {
+    format!(
+        "{agg}({}{{{CONTRACT_TAG}=\"{}\"}})",
+        prometheus_name(metric),
+        promql_escape(contract)
+    )
 }
 
 fn promql_escape(text: &str) -> String {
@@ -114,7 +125,7 @@ fn promql_escape(text: &str) -> String {
 
 /// Parses Envoy's text `/stats` (`name: value` lines).
 fn parse_admin_stats(text: &str, contract: &str) -> Reading {
-    let prefix = format!("wasmcustom.rampart.{contract}.");
+    let prefix = format!("{ENVOY_PREFIX}{}", contract_prefix(contract));
     let mut reading = Reading {
         counters: Counters::default(),
         drift_paused: None,
@@ -129,12 +140,15 @@ fn parse_admin_stats(text: &str, contract: &str) -> Reading {
         let Ok(value) = value.trim().parse::<u64>() else {
             continue;
         };
-        match metric {
-            "requests" => reading.counters.requests = value,
-            "drift" => reading.counters.drift = value,
-            "missing" => reading.counters.missing = value,
-            "drift_paused" => reading.drift_paused = Some(value > 0),
-            _ => {}
+        let counters = &mut reading.counters;
+        if metric == Counter::Requests.name() {
+            counters.requests = value;
+        } else if metric == Counter::Drift.name() {
+            counters.drift = value;
+        } else if metric == Counter::Missing.name() {
+            counters.missing = value;
+        } else if metric == Gauge::DriftPaused.name() {
+            reading.drift_paused = Some(value > 0);
         }
     }
     reading
@@ -214,6 +228,18 @@ mod tests {
         assert_eq!(restarted.since(base), restarted);
         assert!((now.since(base).drift_ratio() - 0.04).abs() < 1e-12);
         assert_eq!(Counters::default().drift_ratio(), 0.0);
+    }
+
+    #[test]
+    fn prometheus_queries_name_the_contract_by_label() {
+        assert_eq!(
+            promql("sum", Counter::Requests.name(), "checkout-v2"),
+            r#"sum(rampart_requests{rampart_contract="checkout-v2"})"#
+        );
+        assert_eq!(
+            promql("max", Gauge::DriftPaused.name(), r#"a"b"#),
+            r#"max(rampart_drift_paused{rampart_contract="a\"b"})"#
+        );
     }
 
     #[test]

@@ -1,84 +1,28 @@
-//! `rampart render envoy|istio|envoy-gateway`: deployable configuration for a contract.
+//! `rampart render envoy|ecds|istio|envoy-gateway`: deployable configuration for a
+//! contract.
 //!
 //! Every target routes the same safe way: the filter writes the route header, an
 //! exact match on the canary value selects the canary, and the default route goes
 //! to stable. A missing filter or a forged header can at worst reach the canary,
 //! never an arbitrary cluster (no `cluster_header`).
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::path::{Path, PathBuf};
 
+use rampart::contract::ContractSpec;
+use rampart::metrics::{contract_tag_regex, CONTRACT_TAG};
 use serde_json::{json, Map, Value};
 
+use crate::args::{
+    ContractSource, EnvoyArgs, GatewayArgs, HostPort, IstioArgs, Phase, RenderTarget,
+    DEFAULT_ADMIN, DEFAULT_CANARY, DEFAULT_CANARY_SERVICE, DEFAULT_ECDS_PATH, DEFAULT_FILTER_NAME,
+    DEFAULT_GATEWAY, DEFAULT_HOST, DEFAULT_IMAGE, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_NODE,
+    DEFAULT_PORT, DEFAULT_PRIORITY, DEFAULT_ROUTE, DEFAULT_SELECTOR, DEFAULT_STABLE,
+    DEFAULT_STABLE_SERVICE, DEFAULT_VERSION_LABEL, DEFAULT_WASM_PATH,
+};
 use crate::ecds;
-use crate::{Failure, Flags, Outcome};
-
-/// Usage of `rampart render`.
-pub const USAGE: &str = "\
-rampart render envoy|ecds|istio|envoy-gateway (--contract FILE | --plan FILE) [--out-dir DIR] [OPTIONS]
-
-  The contract (or the plan's contract) becomes the Rampart filter's plugin configuration;
-  routing is an exact match `ROUTE_HEADER: CANARY_VALUE` -> canary, default -> stable.
-  Without --out-dir the output is printed (envoy needs --out-dir: it writes two files).
-
-  envoy          DIR/envoy.yaml (bootstrap; the filter by ECDS from a watched file)
-                 DIR/rampart.ecds.json (the ECDS resource; `rampart` ramp commands replace it)
-    --listen ADDR:PORT        listener (default 0.0.0.0:10000)
-    --admin ADDR:PORT         admin (default 127.0.0.1:9901)
-    --canary ADDR:PORT        canary upstream (default 127.0.0.1:8081)
-    --stable ADDR:PORT        stable upstream (default 127.0.0.1:8080)
-    --ecds-path PATH          the watched ECDS file as Envoy sees it
-                              (default /etc/envoy/rampart/rampart.ecds.json)
-    --wasm PATH               the filter module (default /etc/envoy/rampart/rampart_filter.wasm)
-    --node NAME               node id and cluster (default rampart)
-  ecds           DIR/rampart.ecds.json only (printed without --out-dir); --wasm PATH as for envoy
-  istio          DIR/wasmplugin.yaml (WasmPlugin), DIR/routing.yaml (VirtualService, DestinationRule)
-    --namespace NS            (default default)
-    --selector KEY=VALUE      workload whose proxy routes to the service (default app=frontend)
-    --host NAME               the service the ramp splits (default checkout)
-    --version-label KEY       pod label telling canary from stable (default version)
-    --phase AUTHN|AUTHZ|STATS (default AUTHZ: after authentication filled the metadata)
-    --priority N              (default 10)
-    --wasm URL                oci://, https:// or file:// (default oci://registry.example.com/rampart/filter:0.1.0)
-  envoy-gateway  DIR/envoyextensionpolicy.yaml, DIR/httproute.yaml
-    --namespace NS            (default default)
-    --gateway NAME            parent Gateway (default eg)
-    --route NAME              HTTPRoute name (default checkout)
-    --canary-service NAME     (default checkout-canary)
-    --stable-service NAME     (default checkout-stable)
-    --port N                  backend port (default 8080)
-    --wasm URL                OCI image (default oci://registry.example.com/rampart/filter:0.1.0)
-  --filter-name NAME          ECDS resource / plugin name (default rampart)";
-
-const VALUE_FLAGS: &[&str] = &[
-    "contract",
-    "plan",
-    "out-dir",
-    "listen",
-    "admin",
-    "canary",
-    "stable",
-    "ecds-path",
-    "wasm",
-    "namespace",
-    "selector",
-    "host",
-    "version-label",
-    "phase",
-    "priority",
-    "gateway",
-    "route",
-    "canary-service",
-    "stable-service",
-    "port",
-    "filter-name",
-    "node",
-];
-
-/// Where a rendered Envoy bootstrap expects the filter module.
-const DEFAULT_WASM_PATH: &str = "/etc/envoy/rampart/rampart_filter.wasm";
-
-const DEFAULT_IMAGE: &str = "oci://registry.example.com/rampart/filter:0.1.0";
+use crate::files::write_atomically;
+use crate::{Failure, Outcome};
 
 /// A rendered file: its name in the output directory and its text.
 struct Rendered {
@@ -86,44 +30,46 @@ struct Rendered {
     text: String,
 }
 
-/// Runs `rampart render ARGS`.
-pub fn render(args: &[String]) -> Outcome {
-    if args
-        .first()
-        .is_some_and(|a| matches!(a.as_str(), "--help" | "-h" | "help"))
-    {
-        println!("{USAGE}");
-        return Ok(());
-    }
-    let flags = Flags::parse(args, VALUE_FLAGS, &[])?;
-    let target = flags.one_positional("target (envoy, istio or envoy-gateway)")?;
-    let (contract, source) = load_contract(&flags)?;
-    let command = render_command(target, &flags, &source);
-    let files = match target {
-        "envoy" => envoy(&flags, &contract, &command)?,
-        "ecds" => vec![ecds_resource(&flags, &contract, DEFAULT_WASM_PATH)?],
-        "istio" => istio(&flags, &contract, &command)?,
-        "envoy-gateway" => envoy_gateway(&flags, &contract, &command)?,
-        other => {
-            return Err(Failure::Usage(format!(
-                "unknown render target `{other}`; expected envoy, ecds, istio or envoy-gateway"
-            )))
-        }
+/// The contract to render, as the filter will read it.
+struct Contract {
+    /// The JSON as written (it becomes the plugin configuration verbatim).
+    value: Value,
+    /// The file it came from, for the generated files' headers.
+    source: String,
+    /// Its name.
+    name: String,
+    /// The route header (lower case) and the value that selects the canary, as the
+    /// core resolves them (the contract's, or the defaults).
+    route_header: String,
+    canary_value: String,
+}
+
+/// Runs `rampart render TARGET ...`.
+pub fn render(target: &RenderTarget) -> Outcome {
+    let (source, out_dir) = match target {
+        RenderTarget::Envoy(a) => (&a.source, Some(&a.out_dir)),
+        RenderTarget::Ecds(a) => (&a.source, a.out_dir.as_ref()),
+        RenderTarget::Istio(a) => (&a.source, a.out_dir.as_ref()),
+        RenderTarget::EnvoyGateway(a) => (&a.source, a.out_dir.as_ref()),
     };
-    match flags.value("out-dir") {
+    let contract = load_contract(source)?;
+    let mut command = CommandLine::new(target.name(), source, &contract.source);
+    let files = match target {
+        RenderTarget::Envoy(args) => envoy(args, &contract, &mut command)?,
+        RenderTarget::Ecds(args) => vec![ecds_resource(&args.filter_name, &args.wasm, &contract)?],
+        RenderTarget::Istio(args) => istio(args, &contract, &mut command)?,
+        RenderTarget::EnvoyGateway(args) => envoy_gateway(args, &contract, &mut command)?,
+    };
+    match out_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| Failure::Usage(format!("{dir}: {e}")))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
             for file in &files {
-                let path = Path::new(dir).join(file.name);
-                ecds::replace_atomically(&path, file.text.as_bytes())
+                let path = dir.join(file.name);
+                write_atomically(&path, file.text.as_bytes())
                     .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
                 println!("wrote {}", path.display());
             }
-        }
-        None if target == "envoy" => {
-            return Err(Failure::Usage(
-                "render envoy writes two files: give --out-dir DIR".into(),
-            ))
         }
         None => {
             let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
@@ -133,12 +79,13 @@ pub fn render(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// The contract to render, and the file it came from (for the header comment).
-fn load_contract(flags: &Flags) -> Result<(Value, String), Failure> {
-    let (path, from_plan) = match (flags.value("contract"), flags.value("plan")) {
-        (Some(c), None) => (PathBuf::from(c), false),
-        (None, Some(p)) => (PathBuf::from(p), true),
-        _ => {
+/// The contract of `--contract FILE`, or the contract file `--plan FILE` names.
+fn load_contract(source: &ContractSource) -> Result<Contract, Failure> {
+    let (path, from_plan) = match (&source.contract, &source.plan) {
+        (Some(c), _) => (c.clone(), false),
+        (None, Some(p)) => (p.clone(), true),
+        // clap's argument group requires exactly one of the two.
+        (None, None) => {
             return Err(Failure::Usage(
                 "give exactly one of --contract FILE or --plan FILE".into(),
             ))
@@ -158,64 +105,57 @@ fn load_contract(flags: &Flags) -> Result<(Value, String), Failure> {
     }
     // Validate with the same rules as the filter, so a broken contract never renders.
     let bytes = value.to_string();
-    let spec = rampart::contract::ContractSpec::parse(bytes.as_bytes())
+    let plan = ContractSpec::parse(bytes.as_bytes())
+        .and_then(|spec| spec.compile())
         .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
-    spec.compile()
-        .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
-    Ok((value, path.display().to_string()))
+    Ok(Contract {
+        value,
+        source: path.display().to_string(),
+        name: plan.name.clone(),
+        route_header: plan.route_header.clone(),
+        canary_value: plan.canary_value.clone(),
+    })
 }
 
-fn read_value(path: &Path) -> Result<Value, Failure> {
+fn read_value(path: &PathBuf) -> Result<Value, Failure> {
     let bytes =
         std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Failure::Invalid(format!("{}: not JSON: {e}", path.display())))
 }
 
-/// The command line that reproduces the output, for the generated files' headers.
-fn render_command(target: &str, flags: &Flags, source: &str) -> String {
-    let mut line = format!("rampart render {target}");
-    let input = if flags.value("plan").is_some() {
-        "--plan"
-    } else {
-        "--contract"
-    };
-    let _ = write!(line, " {input} {source}");
-    for (name, value) in &flags.values {
-        if !matches!(name.as_str(), "contract" | "plan" | "out-dir") {
-            let _ = write!(line, " --{name} {value}");
+/// The command line that reproduces the output, for the generated files' headers:
+/// the target, the contract source, and every option whose value is not the default.
+struct CommandLine(String);
+
+impl CommandLine {
+    fn new(target: &str, source: &ContractSource, path: &str) -> CommandLine {
+        let input = if source.plan.is_some() {
+            "--plan"
+        } else {
+            "--contract"
+        };
+        CommandLine(format!("rampart render {target} {input} {path}"))
+    }
+
+    /// Adds `--name value` unless `value` is the default.
+    fn option(&mut self, name: &str, value: impl Display, default: impl Display) {
+        let (value, default) = (value.to_string(), default.to_string());
+        if value != default {
+            let _ = write!(self.0, " --{name} {value}");
         }
     }
-    line
+
+    fn header(&self, purpose: &str) -> String {
+        format!(
+            "# {purpose}\n# Generated by: {}\n# Routing: exact match on the route header -> canary; everything else -> stable.\n",
+            self.0
+        )
+    }
 }
 
-fn header(command: &str, purpose: &str) -> String {
-    format!("# {purpose}\n# Generated by: {command}\n# Routing: exact match on the route header -> canary; everything else -> stable.\n")
-}
-
-/// The route header and the value that selects the canary, from the contract.
-fn route_of(contract: &Value) -> (String, String) {
-    let route = &contract["route"];
-    let header = route["header"].as_str().unwrap_or("x-rampart-route");
-    let canary = route["canary"].as_str().unwrap_or("canary");
-    (header.to_ascii_lowercase(), canary.to_owned())
-}
-
-fn contract_name(contract: &Value) -> &str {
-    contract["contract"].as_str().unwrap_or("rampart")
-}
-
-fn socket(flags: &Flags, name: &str, default: &str) -> Result<Value, Failure> {
-    let text = flags.value(name).unwrap_or(default);
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(Failure::Usage(format!(
-            "--{name}: expected ADDR:PORT, got `{text}`"
-        )));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| Failure::Usage(format!("--{name}: `{port}` is not a port number")))?;
-    Ok(json!({ "socket_address": { "address": host, "port_value": port } }))
+fn socket(address: &HostPort) -> Value {
+    json!({ "socket_address": { "address": address.host, "port_value": address.port } })
 }
 
 fn typed(type_name: &str, mut fields: Value) -> Value {
@@ -223,20 +163,26 @@ fn typed(type_name: &str, mut fields: Value) -> Value {
     fields
 }
 
-fn envoy(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>, Failure> {
-    let filter_name = flags.value("filter-name").unwrap_or("rampart");
-    let ecds_path = flags
-        .value("ecds-path")
-        .unwrap_or("/etc/envoy/rampart/rampart.ecds.json");
-    let wasm = flags.value("wasm").unwrap_or(DEFAULT_WASM_PATH);
-    let (route_header, canary_value) = route_of(contract);
-    let cluster = |name: &str, address: Value| {
+fn envoy(
+    args: &EnvoyArgs,
+    contract: &Contract,
+    command: &mut CommandLine,
+) -> Result<Vec<Rendered>, Failure> {
+    command.option("listen", &args.listen, DEFAULT_LISTEN);
+    command.option("admin", &args.admin, DEFAULT_ADMIN);
+    command.option("canary", &args.canary, DEFAULT_CANARY);
+    command.option("stable", &args.stable, DEFAULT_STABLE);
+    command.option("ecds-path", args.ecds_path.display(), DEFAULT_ECDS_PATH);
+    command.option("wasm", &args.wasm, DEFAULT_WASM_PATH);
+    command.option("node", &args.node, DEFAULT_NODE);
+    command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
+    let cluster = |name: &str, address: &HostPort| {
         json!({
             "name": name,
             "type": "STATIC",
             "load_assignment": {
                 "cluster_name": name,
-                "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address } }] }],
+                "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(address) } }] }],
             },
         })
     };
@@ -245,7 +191,7 @@ fn envoy(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
         json!({
             "stat_prefix": "ingress",
             "http_filters": [
-                ecds::http_filter_entry(filter_name, Path::new(ecds_path)),
+                ecds::http_filter_entry(&args.filter_name, &args.ecds_path),
                 { "name": "envoy.filters.http.router",
                   "typed_config": typed("envoy.extensions.filters.http.router.v3.Router", json!({})) },
             ],
@@ -258,7 +204,7 @@ fn envoy(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
                         {
                             "match": {
                                 "prefix": "/",
-                                "headers": [{ "name": route_header, "string_match": { "exact": canary_value } }],
+                                "headers": [{ "name": contract.route_header, "string_match": { "exact": contract.canary_value } }],
                             },
                             "route": { "cluster": "canary" },
                         },
@@ -268,39 +214,36 @@ fn envoy(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
             },
         }),
     );
-    let node = flags.value("node").unwrap_or("rampart");
     let bootstrap = json!({
         // xDS sources, ECDS from a file included, need the node's identity.
-        "node": { "id": node, "cluster": node },
-        "admin": { "address": socket(flags, "admin", "127.0.0.1:9901")? },
+        "node": { "id": args.node, "cluster": args.node },
+        "admin": { "address": socket(&args.admin) },
         "stats_config": {
             "stats_tags": [{
-                "tag_name": "rampart_contract",
-                "regex": "^wasmcustom\\.rampart\\.(([a-z0-9_-]+)\\.)",
+                "tag_name": CONTRACT_TAG,
+                "regex": contract_tag_regex(),
             }],
         },
         "static_resources": {
             "listeners": [{
                 "name": "ingress",
-                "address": socket(flags, "listen", "0.0.0.0:10000")?,
+                "address": socket(&args.listen),
                 "filter_chains": [{ "filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": manager,
                 }] }],
             }],
             "clusters": [
-                cluster("canary", socket(flags, "canary", "127.0.0.1:8081")?),
-                cluster("stable", socket(flags, "stable", "127.0.0.1:8080")?),
+                cluster("canary", &args.canary),
+                cluster("stable", &args.stable),
             ],
         },
     });
-    let mut bootstrap_text = header(
-        command,
-        &format!(
-            "Envoy bootstrap for contract {}: the Rampart filter comes by ECDS from {ecds_path}.",
-            contract_name(contract)
-        ),
-    );
+    let mut bootstrap_text = command.header(&format!(
+        "Envoy bootstrap for contract {}: the Rampart filter comes by ECDS from {}.",
+        contract.name,
+        args.ecds_path.display()
+    ));
     bootstrap_text.push_str(
         "# Publishing = atomically replacing that file (the `rampart ramp` commands do it);\n\
          # Envoy applies it live, no restart. Start: envoy -c envoy.yaml\n",
@@ -311,17 +254,15 @@ fn envoy(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
             name: "envoy.yaml",
             text: bootstrap_text,
         },
-        ecds_resource(flags, contract, wasm)?,
+        ecds_resource(&args.filter_name, &args.wasm, contract)?,
     ])
 }
 
-/// The ECDS resource (JSON) carrying `contract`, as `rampart.ecds.json`.
-fn ecds_resource(flags: &Flags, contract: &Value, default_wasm: &str) -> Result<Rendered, Failure> {
-    let filter_name = flags.value("filter-name").unwrap_or("rampart");
-    let wasm = flags.value("wasm").unwrap_or(default_wasm);
+/// The ECDS resource (JSON) carrying the contract, as `rampart.ecds.json`.
+fn ecds_resource(filter_name: &str, wasm: &str, contract: &Contract) -> Result<Rendered, Failure> {
+    let resource = ecds::discovery_resource(filter_name, wasm, &contract.value);
     let mut text =
-        serde_json::to_string_pretty(&ecds::discovery_resource(filter_name, wasm, contract))
-            .map_err(|e| Failure::Invalid(e.to_string()))?;
+        serde_json::to_string_pretty(&resource).map_err(|e| Failure::Invalid(e.to_string()))?;
     text.push('\n');
     Ok(Rendered {
         name: "rampart.ecds.json",
@@ -329,50 +270,35 @@ fn ecds_resource(flags: &Flags, contract: &Value, default_wasm: &str) -> Result<
     })
 }
 
-fn label(flags: &Flags, name: &str, default: &str) -> Result<(String, String), Failure> {
-    let text = flags.value(name).unwrap_or(default);
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(Failure::Usage(format!(
-            "--{name}: expected KEY=VALUE, got `{text}`"
-        ))),
-    }
-}
-
-fn istio(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>, Failure> {
-    let namespace = flags.value("namespace").unwrap_or("default");
-    let (selector_key, selector_value) = label(flags, "selector", "app=frontend")?;
-    let host = flags.value("host").unwrap_or("checkout");
-    let version_label = flags.value("version-label").unwrap_or("version");
-    let phase = flags.value("phase").unwrap_or("AUTHZ");
-    if !matches!(phase, "AUTHN" | "AUTHZ" | "STATS") {
-        return Err(Failure::Usage(format!(
-            "--phase: expected AUTHN, AUTHZ or STATS, got `{phase}`"
-        )));
-    }
-    let priority: i64 = flags
-        .value("priority")
-        .unwrap_or("10")
-        .parse()
-        .map_err(|_| Failure::Usage("--priority: expected an integer".into()))?;
-    let url = flags.value("wasm").unwrap_or(DEFAULT_IMAGE);
-    let filter_name = flags.value("filter-name").unwrap_or("rampart");
-    let name = contract_name(contract);
-    let (route_header, canary_value) = route_of(contract);
+fn istio(
+    args: &IstioArgs,
+    contract: &Contract,
+    command: &mut CommandLine,
+) -> Result<Vec<Rendered>, Failure> {
+    command.option("namespace", &args.namespace, DEFAULT_NAMESPACE);
+    command.option("selector", &args.selector, DEFAULT_SELECTOR);
+    command.option("host", &args.host, DEFAULT_HOST);
+    command.option("version-label", &args.version_label, DEFAULT_VERSION_LABEL);
+    command.option("phase", args.phase.as_str(), Phase::Authz.as_str());
+    command.option("priority", args.priority, DEFAULT_PRIORITY);
+    command.option("wasm", &args.wasm, DEFAULT_IMAGE);
+    command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
+    let (namespace, host, version_label) = (&args.namespace, &args.host, &args.version_label);
+    let name = &contract.name;
     let plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
         "metadata": { "name": format!("rampart-{name}"), "namespace": namespace },
         "spec": {
-            "selector": { "matchLabels": { selector_key: selector_value } },
-            "url": url,
-            "pluginName": filter_name,
-            "phase": phase,
-            "priority": priority,
+            "selector": { "matchLabels": { args.selector.key.clone(): args.selector.value } },
+            "url": args.wasm,
+            "pluginName": args.filter_name,
+            "phase": args.phase.as_str(),
+            "priority": args.priority,
             "type": "HTTP",
             // A skipped filter would let a forged route header through.
             "failStrategy": "FAIL_CLOSE",
-            "pluginConfig": contract,
+            "pluginConfig": contract.value,
         },
     });
     let virtual_service = json!({
@@ -384,7 +310,7 @@ fn istio(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
             "http": [
                 {
                     "name": "rampart-canary",
-                    "match": [{ "headers": { route_header: { "exact": canary_value } } }],
+                    "match": [{ "headers": { contract.route_header.clone(): { "exact": contract.canary_value } } }],
                     "route": [{ "destination": { "host": host, "subset": "canary" } }],
                 },
                 {
@@ -401,24 +327,22 @@ fn istio(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
         "spec": {
             "host": host,
             "subsets": [
-                { "name": "canary", "labels": { version_label: "canary" } },
-                { "name": "stable", "labels": { version_label: "stable" } },
+                { "name": "canary", "labels": { version_label.clone(): "canary" } },
+                { "name": "stable", "labels": { version_label.clone(): "stable" } },
             ],
         },
     });
-    let mut plugin_text = header(
-        command,
-        &format!("Istio WasmPlugin: the Rampart filter with contract {name} as pluginConfig."),
-    );
+    let mut plugin_text = command.header(&format!(
+        "Istio WasmPlugin: the Rampart filter with contract {name} as pluginConfig."
+    ));
     plugin_text.push_str(&format!(
         "# It must run in the proxy that routes to `{host}` (the selected workload's sidecar or\n\
          # the ingress gateway): the VirtualService in routing.yaml is evaluated there.\n"
     ));
     plugin_text.push_str(&to_yaml(&plugin));
-    let mut routing_text = header(
-        command,
-        &format!("Istio routing for {host}: subsets by pod label `{version_label}`."),
-    );
+    let mut routing_text = command.header(&format!(
+        "Istio routing for {host}: subsets by pod label `{version_label}`."
+    ));
     routing_text.push_str(&to_yaml(&virtual_service));
     routing_text.push_str("---\n");
     routing_text.push_str(&to_yaml(&destination_rule));
@@ -434,21 +358,30 @@ fn istio(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>
     ])
 }
 
-fn envoy_gateway(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<Rendered>, Failure> {
-    let namespace = flags.value("namespace").unwrap_or("default");
-    let gateway = flags.value("gateway").unwrap_or("eg");
-    let route = flags.value("route").unwrap_or("checkout");
-    let canary_service = flags.value("canary-service").unwrap_or("checkout-canary");
-    let stable_service = flags.value("stable-service").unwrap_or("checkout-stable");
-    let port: u16 = flags
-        .value("port")
-        .unwrap_or("8080")
-        .parse()
-        .map_err(|_| Failure::Usage("--port: expected a port number".into()))?;
-    let url = flags.value("wasm").unwrap_or(DEFAULT_IMAGE);
-    let filter_name = flags.value("filter-name").unwrap_or("rampart");
-    let name = contract_name(contract);
-    let (route_header, canary_value) = route_of(contract);
+fn envoy_gateway(
+    args: &GatewayArgs,
+    contract: &Contract,
+    command: &mut CommandLine,
+) -> Result<Vec<Rendered>, Failure> {
+    command.option("namespace", &args.namespace, DEFAULT_NAMESPACE);
+    command.option("gateway", &args.gateway, DEFAULT_GATEWAY);
+    command.option("route", &args.route, DEFAULT_ROUTE);
+    command.option(
+        "canary-service",
+        &args.canary_service,
+        DEFAULT_CANARY_SERVICE,
+    );
+    command.option(
+        "stable-service",
+        &args.stable_service,
+        DEFAULT_STABLE_SERVICE,
+    );
+    command.option("port", args.port, DEFAULT_PORT);
+    command.option("wasm", &args.wasm, DEFAULT_IMAGE);
+    command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
+    let (namespace, route) = (&args.namespace, &args.route);
+    let (canary_service, stable_service) = (&args.canary_service, &args.stable_service);
+    let name = &contract.name;
     let policy = json!({
         "apiVersion": "gateway.envoyproxy.io/v1alpha1",
         "kind": "EnvoyExtensionPolicy",
@@ -456,12 +389,12 @@ fn envoy_gateway(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<R
         "spec": {
             "targetRefs": [{ "group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route }],
             "wasm": [{
-                "name": filter_name,
+                "name": args.filter_name,
                 "rootID": "rampart",
-                "code": { "type": "Image", "image": { "url": url } },
+                "code": { "type": "Image", "image": { "url": args.wasm } },
                 // A skipped filter would let a forged route header through.
                 "failOpen": false,
-                "config": contract,
+                "config": contract.value,
             }],
         },
     });
@@ -470,35 +403,29 @@ fn envoy_gateway(flags: &Flags, contract: &Value, command: &str) -> Result<Vec<R
         "kind": "HTTPRoute",
         "metadata": { "name": route, "namespace": namespace },
         "spec": {
-            "parentRefs": [{ "name": gateway }],
+            "parentRefs": [{ "name": args.gateway }],
             "rules": [
                 {
                     "matches": [{
                         "path": { "type": "PathPrefix", "value": "/" },
-                        "headers": [{ "type": "Exact", "name": route_header, "value": canary_value }],
+                        "headers": [{ "type": "Exact", "name": contract.route_header, "value": contract.canary_value }],
                     }],
-                    "backendRefs": [{ "name": canary_service, "port": port }],
+                    "backendRefs": [{ "name": canary_service, "port": args.port }],
                 },
                 {
                     "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
-                    "backendRefs": [{ "name": stable_service, "port": port }],
+                    "backendRefs": [{ "name": stable_service, "port": args.port }],
                 },
             ],
         },
     });
-    let mut policy_text = header(
-        command,
-        &format!(
-            "Envoy Gateway EnvoyExtensionPolicy: the Rampart filter with contract {name} on HTTPRoute {route}."
-        ),
-    );
+    let mut policy_text = command.header(&format!(
+        "Envoy Gateway EnvoyExtensionPolicy: the Rampart filter with contract {name} on HTTPRoute {route}."
+    ));
     policy_text.push_str(&to_yaml(&policy));
-    let mut route_text = header(
-        command,
-        &format!(
-            "Gateway API HTTPRoute {route}: {canary_service} (canary) / {stable_service} (stable)."
-        ),
-    );
+    let mut route_text = command.header(&format!(
+        "Gateway API HTTPRoute {route}: {canary_service} (canary) / {stable_service} (stable)."
+    ));
     route_text.push_str(&to_yaml(&http_route));
     Ok(vec![
         Rendered {

@@ -160,7 +160,7 @@ impl State {
         let mut text = serde_json::to_string_pretty(self)
             .map_err(|e| crate::Failure::Invalid(format!("state: {e}")))?;
         text.push('\n');
-        crate::write_atomically(path, text.as_bytes())
+        crate::files::write_atomically(path, text.as_bytes())
             .map_err(|e| crate::Failure::Io(format!("{}: {e}", path.display())))
     }
 }

@@ -219,5 +219,87 @@ fn usage_errors_exit_2() {
         Some(2)
     );
     assert_eq!(rampart(&["digest", "--bogus", "x"]).status.code(), Some(2));
-    assert!(rampart(&["help"]).status.success());
+    assert_eq!(rampart(&["ramp", "advance"]).status.code(), Some(2));
+    assert_eq!(rampart(&["audit", "verify"]).status.code(), Some(2));
+    assert_eq!(
+        rampart(&[
+            "render",
+            "istio",
+            "--contract",
+            "examples/contract.json",
+            "--port",
+            "1"
+        ])
+        .status
+        .code(),
+        Some(2),
+        "--port is an envoy-gateway option"
+    );
+    assert_eq!(
+        rampart(&[
+            "render",
+            "envoy-gateway",
+            "--contract",
+            "examples/contract.json",
+            "--port",
+            "http"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        rampart(&["render", "envoy", "--contract", "examples/contract.json"])
+            .status
+            .code(),
+        Some(2),
+        "render envoy writes two files and needs --out-dir"
+    );
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for args in [
+        &["help"][..],
+        &["--help"],
+        &[],
+        &["ramp", "approve", "--help"],
+        &["render", "envoy", "--help"],
+    ] {
+        let out = rampart(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("Usage: rampart"), "{args:?}");
+    }
+    let help = stdout(&rampart(&["render", "istio", "--help"]));
+    assert!(help.contains("--selector <KEY=VALUE>") && help.contains("[default: AUTHZ]"));
+    assert!(!help.contains("--port"), "{help}");
+    let version = rampart(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("rampart {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(stdout(&rampart(&["version"])), stdout(&version));
+}
+
+#[test]
+fn a_ramp_usage_error_with_json_still_answers_one_json_object() {
+    let out = rampart(&[
+        "ramp",
+        "approve",
+        "--plan",
+        "examples/ramp.json",
+        "--by",
+        "alice",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["command"], "approve");
+    assert_eq!(answer["error"], "usage");
+    assert!(
+        answer["message"].as_str().unwrap().contains("--reason"),
+        "{answer}"
+    );
 }

@@ -1,0 +1,656 @@
+//! The command line: every command, its options and their help, declared once with
+//! clap's derive. Parsing errors exit 2, as every usage error of `rampart` does.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Printed after the top-level help: what the exit code says.
+const EXIT_CODES: &str = "\
+Exit codes: 0 ok; 1 invalid input, gate blocked, config delta, audit check failed (the
+message names the field or record); 2 usage, I/O or network error; 3 not allowed in the
+ramp's current status; 4 a gate is waiting (bake time, min requests): retry later.";
+
+/// `rampart`: config-locked canary ramps.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "rampart: config-locked canary ramps",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// The command; without one, the help is printed.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// sha256 of the RFC 8785 canonical form of a JSON file's content.
+    Digest(DigestArgs),
+    /// Validate a contract; with --snapshot, also check that its lock is that snapshot's lock.
+    Check(CheckArgs),
+    /// The contract with lock.digest and lock.fields computed from a snapshot ({input: value}).
+    Lock(LockArgs),
+    /// Each key's sticky bucket (0..10000) and side.
+    Bucket(BucketArgs),
+    /// Deployable config with exact-match routing: route header = canary value -> canary,
+    /// everything else -> stable.
+    Render(RenderArgs),
+    /// Drive a plan of steps through the gates (live config has the locked digest;
+    /// drift ratio and request count since the step began; bake time).
+    #[command(subcommand)]
+    Ramp(RampCommand),
+    /// Check or list the ramp's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Print the version.
+    Version,
+}
+
+/// `rampart digest`.
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The JSON file; `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the canonical JSON instead of its digest.
+    #[arg(long)]
+    pub canonical: bool,
+}
+
+/// `rampart check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The contract file; `-` reads standard input.
+    #[arg(value_name = "CONTRACT")]
+    pub contract: PathBuf,
+    /// A config snapshot ({input: value}) whose lock the contract must carry.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+}
+
+/// `rampart lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The contract to lock.
+    #[arg(long, value_name = "FILE")]
+    pub contract: PathBuf,
+    /// The tested config snapshot ({input: value}).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: PathBuf,
+    /// Write the locked contract here (atomically) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `rampart bucket`.
+#[derive(Debug, Args)]
+pub struct BucketArgs {
+    /// The contract whose name salts the buckets and whose percent sets the threshold.
+    #[arg(long, value_name = "FILE")]
+    pub contract: PathBuf,
+    /// One JSON object per key.
+    #[arg(long)]
+    pub json: bool,
+    /// The sticky keys (user ids).
+    #[arg(value_name = "KEY", required = true)]
+    pub keys: Vec<String>,
+}
+
+/// `rampart render`.
+#[derive(Debug, Args)]
+#[command(after_help = "`rampart render TARGET --help` lists the target's options and defaults.")]
+pub struct RenderArgs {
+    /// What to render for.
+    #[command(subcommand)]
+    pub target: RenderTarget,
+}
+
+/// The deployment targets of `rampart render`, each with its own options.
+#[derive(Debug, Subcommand)]
+pub enum RenderTarget {
+    /// An Envoy bootstrap taking the filter by ECDS from a watched file, and that file.
+    ///
+    /// Writes DIR/envoy.yaml and DIR/rampart.ecds.json (the first resource; the ramp
+    /// commands replace it to publish each step).
+    Envoy(EnvoyArgs),
+    /// The ECDS resource alone.
+    ///
+    /// Printed, or written to DIR/rampart.ecds.json with --out-dir.
+    Ecds(EcdsArgs),
+    /// An Istio WasmPlugin (the contract as pluginConfig), VirtualService and DestinationRule.
+    ///
+    /// Printed, or written to DIR/wasmplugin.yaml and DIR/routing.yaml with --out-dir.
+    Istio(IstioArgs),
+    /// An Envoy Gateway EnvoyExtensionPolicy (the contract as config) and an HTTPRoute.
+    ///
+    /// Printed, or written to DIR/envoyextensionpolicy.yaml and DIR/httproute.yaml with
+    /// --out-dir.
+    EnvoyGateway(GatewayArgs),
+}
+
+impl RenderTarget {
+    /// The target's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RenderTarget::Envoy(_) => "envoy",
+            RenderTarget::Ecds(_) => "ecds",
+            RenderTarget::Istio(_) => "istio",
+            RenderTarget::EnvoyGateway(_) => "envoy-gateway",
+        }
+    }
+}
+
+/// Where the contract to render comes from: a contract file or a ramp plan's contract.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ContractSource {
+    /// The contract file.
+    #[arg(long, value_name = "FILE")]
+    pub contract: Option<PathBuf>,
+    /// A ramp plan; renders the contract file it names.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+}
+
+/// Default `--filter-name`: the ECDS resource and plugin name.
+pub const DEFAULT_FILTER_NAME: &str = "rampart";
+/// Default `--wasm` of the Envoy targets: where a rendered bootstrap expects the module.
+pub const DEFAULT_WASM_PATH: &str = "/etc/envoy/rampart/rampart_filter.wasm";
+/// Default `--wasm` of the Kubernetes targets.
+pub const DEFAULT_IMAGE: &str = "oci://registry.example.com/rampart/filter:0.1.0";
+/// Default `--ecds-path`.
+pub const DEFAULT_ECDS_PATH: &str = "/etc/envoy/rampart/rampart.ecds.json";
+/// Default `--listen`.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:10000";
+/// Default `--admin`.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+/// Default `--canary` (upstream).
+pub const DEFAULT_CANARY: &str = "127.0.0.1:8081";
+/// Default `--stable` (upstream).
+pub const DEFAULT_STABLE: &str = "127.0.0.1:8080";
+/// Default `--node`.
+pub const DEFAULT_NODE: &str = "rampart";
+/// Default `--namespace`.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Default `--selector`.
+pub const DEFAULT_SELECTOR: &str = "app=frontend";
+/// Default `--host`.
+pub const DEFAULT_HOST: &str = "checkout";
+/// Default `--version-label`.
+pub const DEFAULT_VERSION_LABEL: &str = "version";
+/// Default `--priority`.
+pub const DEFAULT_PRIORITY: i32 = 10;
+/// Default `--gateway`.
+pub const DEFAULT_GATEWAY: &str = "eg";
+/// Default `--route`.
+pub const DEFAULT_ROUTE: &str = "checkout";
+/// Default `--canary-service`.
+pub const DEFAULT_CANARY_SERVICE: &str = "checkout-canary";
+/// Default `--stable-service`.
+pub const DEFAULT_STABLE_SERVICE: &str = "checkout-stable";
+/// Default `--port`.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// `rampart render envoy`.
+#[derive(Debug, Args)]
+pub struct EnvoyArgs {
+    /// The contract to render.
+    #[command(flatten)]
+    pub source: ContractSource,
+    /// Where to write envoy.yaml and rampart.ecds.json (two files, so a directory is needed).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// The listener.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: HostPort,
+    /// The admin endpoint.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_ADMIN)]
+    pub admin: HostPort,
+    /// The canary upstream.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_CANARY)]
+    pub canary: HostPort,
+    /// The stable upstream.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_STABLE)]
+    pub stable: HostPort,
+    /// The watched ECDS file as Envoy sees it.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_ECDS_PATH)]
+    pub ecds_path: PathBuf,
+    /// The filter module as Envoy sees it.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_WASM_PATH)]
+    pub wasm: String,
+    /// Node id and cluster (xDS sources, ECDS from a file included, need them).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_NODE)]
+    pub node: String,
+    /// The ECDS resource name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
+    pub filter_name: String,
+}
+
+/// `rampart render ecds`.
+#[derive(Debug, Args)]
+pub struct EcdsArgs {
+    /// The contract to render.
+    #[command(flatten)]
+    pub source: ContractSource,
+    /// Write DIR/rampart.ecds.json instead of printing it.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The filter module as Envoy sees it.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_WASM_PATH)]
+    pub wasm: String,
+    /// The ECDS resource name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
+    pub filter_name: String,
+}
+
+/// `rampart render istio`.
+#[derive(Debug, Args)]
+pub struct IstioArgs {
+    /// The contract to render.
+    #[command(flatten)]
+    pub source: ContractSource,
+    /// Write the files here instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The namespace of every resource.
+    #[arg(long, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The workload whose proxy routes to the service (its sidecar or the ingress gateway).
+    #[arg(long, value_name = "KEY=VALUE", default_value = DEFAULT_SELECTOR)]
+    pub selector: Label,
+    /// The service the ramp splits.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_HOST)]
+    pub host: String,
+    /// The pod label telling canary from stable.
+    #[arg(long, value_name = "KEY", default_value = DEFAULT_VERSION_LABEL)]
+    pub version_label: String,
+    /// The filter's phase; AUTHZ runs after authentication filled the metadata.
+    #[arg(long, value_enum, default_value_t = Phase::Authz)]
+    pub phase: Phase,
+    /// The plugin's priority within its phase.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PRIORITY, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// The module: oci://, https:// or file://.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_IMAGE)]
+    pub wasm: String,
+    /// The plugin name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
+    pub filter_name: String,
+}
+
+/// The phase of an Istio `WasmPlugin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    /// Before Istio's authentication filters.
+    #[value(name = "AUTHN")]
+    Authn,
+    /// After authentication, before authorization.
+    #[value(name = "AUTHZ")]
+    Authz,
+    /// With the stats filters.
+    #[value(name = "STATS")]
+    Stats,
+}
+
+impl Phase {
+    /// The name Istio uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Authn => "AUTHN",
+            Phase::Authz => "AUTHZ",
+            Phase::Stats => "STATS",
+        }
+    }
+}
+
+/// `rampart render envoy-gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The contract to render.
+    #[command(flatten)]
+    pub source: ContractSource,
+    /// Write the files here instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The namespace of every resource.
+    #[arg(long, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The parent Gateway.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_GATEWAY)]
+    pub gateway: String,
+    /// The HTTPRoute's name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ROUTE)]
+    pub route: String,
+    /// The canary's Service.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CANARY_SERVICE)]
+    pub canary_service: String,
+    /// The stable Service.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_STABLE_SERVICE)]
+    pub stable_service: String,
+    /// The backends' port.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The module's OCI image.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_IMAGE)]
+    pub wasm: String,
+    /// The wasm extension's name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
+    pub filter_name: String,
+}
+
+/// `ADDR:PORT`: an Envoy socket address (the address is kept as written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The address.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HostPort, String> {
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("expected ADDR:PORT, got `{text}`"));
+        };
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number"))?;
+        Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// `KEY=VALUE`: a Kubernetes label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// The label's key.
+    pub key: String,
+    /// The label's value.
+    pub value: String,
+}
+
+impl FromStr for Label {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Label, String> {
+        match text.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok(Label {
+                key: k.to_owned(),
+                value: v.to_owned(),
+            }),
+            _ => Err(format!("expected KEY=VALUE, got `{text}`")),
+        }
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+/// What every ramp command needs: the plan, where its files are, and the output form.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The ramp plan.
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// The state file (overrides the plan's).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// The audit log (overrides the plan's).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// One JSON object on stdout, also when a gate fails.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who changes a ramp and why, for the audit log.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChangeArgs {
+    /// The actor recorded in the audit log (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+    /// Why, recorded in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// The `rampart ramp` commands.
+#[derive(Debug, Subcommand)]
+pub enum RampCommand {
+    /// Check the live config is the plan's snapshot, lock it, publish the first step.
+    Start {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Actor and reason.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// State, live config vs lock, drift since the step began, drift pause, bake time,
+    /// audit and publish health (writes nothing).
+    Status {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Gate 1 live config has the locked digest (else block and print the delta), gate 2
+    /// drift ratio and min requests, gate 3 bake time; then the next step.
+    Advance {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Actor and reason.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Hold at the current step (traffic unchanged).
+    Pause {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Actor and reason.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Continue a paused ramp, or a blocked one (a config block only once the live
+    /// config is the locked one again).
+    Resume {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Actor and reason.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Everyone to stable at once (publishes 0%).
+    Revert {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Actor and reason.
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The locked snapshot vs the live one: JSON pointers, old and new digests.
+    Diff {
+        /// The plan.
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Accept the live config: binds old -> new digest and the delta's digest, re-locks,
+    /// restarts or resumes (the plan's approval.after_approval).
+    Approve(ApproveArgs),
+}
+
+/// `rampart ramp approve`.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The plan.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Who approves (the audit record's actor).
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    /// Why the change is accepted.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// The digest of the reviewed delta; refuses if the live delta is another one.
+    #[arg(long, value_name = "DIGEST")]
+    pub expect_delta: Option<String>,
+}
+
+impl RampCommand {
+    /// The command's name, as `--json` answers name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RampCommand::Start { .. } => "start",
+            RampCommand::Status { .. } => "status",
+            RampCommand::Advance { .. } => "advance",
+            RampCommand::Pause { .. } => "pause",
+            RampCommand::Resume { .. } => "resume",
+            RampCommand::Revert { .. } => "revert",
+            RampCommand::Diff { .. } => "diff",
+            RampCommand::Approve(_) => "approve",
+        }
+    }
+}
+
+/// Where `rampart audit` finds the log: a plan's, or a file.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = true)]
+pub struct AuditSource {
+    /// The ramp plan whose audit log (and state) to read.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// The audit log (overrides the plan's).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+}
+
+/// The `rampart audit` commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and that it ends at the state's head; names the first bad record.
+    Verify {
+        /// The log.
+        #[command(flatten)]
+        source: AuditSource,
+        /// The state file whose head the log must end at (overrides the plan's).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The records, one line each.
+    Show {
+        /// The log.
+        #[command(flatten)]
+        source: AuditSource,
+        /// The records as JSON, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_values_parse_and_print_back() {
+        let hp: HostPort = "127.0.0.1:9901".parse().unwrap();
+        assert_eq!((hp.host.as_str(), hp.port), ("127.0.0.1", 9901));
+        assert_eq!(hp.to_string(), "127.0.0.1:9901");
+        assert!("localhost".parse::<HostPort>().is_err());
+        assert!("h:99999".parse::<HostPort>().is_err());
+        assert_eq!(
+            "app=frontend".parse::<Label>().unwrap().to_string(),
+            "app=frontend"
+        );
+        assert!("app=".parse::<Label>().is_err());
+    }
+
+    #[test]
+    fn each_render_target_takes_only_its_own_options() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert!(parse(&[
+            "rampart",
+            "render",
+            "istio",
+            "--contract",
+            "c",
+            "--host",
+            "h"
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "rampart",
+            "render",
+            "istio",
+            "--contract",
+            "c",
+            "--port",
+            "1"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "rampart",
+            "render",
+            "ecds",
+            "--contract",
+            "c",
+            "--node",
+            "n"
+        ])
+        .is_err());
+        assert!(parse(&["rampart", "render", "envoy", "--contract", "c"]).is_err());
+        assert!(parse(&[
+            "rampart",
+            "render",
+            "istio",
+            "--contract",
+            "c",
+            "--plan",
+            "p"
+        ])
+        .is_err());
+        assert!(parse(&["rampart", "render", "istio"]).is_err());
+        assert!(parse(&[
+            "rampart",
+            "render",
+            "envoy-gateway",
+            "--plan",
+            "p",
+            "--port",
+            "x"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! `rampart audit verify|show`: check and list a ramp's hash-chained audit log.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::args::{AuditCommand, AuditSource};
+use crate::audit;
+use crate::plan::RampPlan;
+use crate::state::State;
+use crate::{Failure, Outcome};
+
+/// The log to read, and the state file whose head it must end at, if any.
+fn paths(
+    source: &AuditSource,
+    state: Option<&PathBuf>,
+) -> Result<(PathBuf, Option<PathBuf>), Failure> {
+    let plan = match &source.plan {
+        Some(p) => Some(RampPlan::load(p)?),
+        None => None,
+    };
+    let audit_path = match (&source.audit, &plan) {
+        (Some(a), _) => a.clone(),
+        (None, Some(p)) => p.audit_path.clone(),
+        // clap's argument group requires one of the two.
+        (None, None) => return Err(Failure::Usage("give --plan PLAN or --audit FILE".into())),
+    };
+    let state_path = state.cloned().or_else(|| plan.map(|p| p.state_path));
+    Ok((audit_path, state_path))
+}
+
+/// The log's bytes. With a state to compare against, a missing log is a log with
+/// every record deleted.
+fn read(audit_path: &PathBuf, state_path: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
+    match std::fs::read(audit_path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && state_path.is_some_and(|p| p.exists()) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(Failure::Usage(format!("{}: {e}", audit_path.display()))),
+    }
+}
+
+/// Runs `rampart audit verify|show`.
+pub fn run(command: &AuditCommand) -> Outcome {
+    match command {
+        AuditCommand::Verify {
+            source,
+            state,
+            json,
+        } => verify(source, state.as_ref(), *json),
+        AuditCommand::Show { source, json } => show(source, *json),
+    }
+}
+
+fn verify(source: &AuditSource, state: Option<&PathBuf>, json_out: bool) -> Outcome {
+    let (audit_path, state_path) = paths(source, state)?;
+    let bytes = read(&audit_path, state_path.as_ref())?;
+    let state = match &state_path {
+        Some(p) => State::load(p)?,
+        None => None,
+    };
+    let report = audit::verify(&bytes, state.as_ref().map(|s| (&s.audit, &s.last_record)));
+    if json_out {
+        let value = json!({
+            "ok": report.finding.is_none(),
+            "command": "audit verify",
+            "records": report.records.len(),
+            "head": report.head(),
+            "state_checked": state.is_some(),
+            "first_bad": report.finding.as_ref().map(|f| json!({
+                "line": f.line, "seq": f.seq, "kind": f.kind, "message": f.message, "repairable": f.repairable,
+            })),
+        });
+        println!("{value}");
+    }
+    match report.finding {
+        None => {
+            if !json_out {
+                println!(
+                    "ok: {} record(s), chain intact{}",
+                    report.records.len(),
+                    if state.is_some() {
+                        ", ends at the state's head"
+                    } else {
+                        " (no state file given: a deleted last record cannot be detected)"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Some(f) => Err(Failure::Invalid(format!(
+            "{}: first bad record at line {}: {}",
+            audit_path.display(),
+            f.line,
+            f.message
+        ))),
+    }
+}
+
+fn show(source: &AuditSource, json_out: bool) -> Outcome {
+    let (audit_path, state_path) = paths(source, None)?;
+    let bytes = read(&audit_path, state_path.as_ref())?;
+    let report = audit::verify(&bytes, None);
+    for record in &report.records {
+        if json_out {
+            println!("{record}");
+        } else {
+            println!(
+                "{:>4}  {}  {:<10} {:<9} {}",
+                record["seq"],
+                record["time"].as_str().unwrap_or_default(),
+                record["actor"].as_str().unwrap_or_default(),
+                record["action"].as_str().unwrap_or_default(),
+                summary(&record["details"])
+            );
+        }
+    }
+    match report.finding {
+        None => Ok(()),
+        Some(f) => Err(Failure::Invalid(format!(
+            "{}: stopped at line {}: {}",
+            audit_path.display(),
+            f.line,
+            f.message
+        ))),
+    }
+}
+
+/// A one-line summary of a record's details for `audit show`.
+fn summary(details: &Value) -> String {
+    let mut parts = Vec::new();
+    if let (Some(status), Some(step), Some(percent)) = (
+        details["status"].as_str(),
+        details["step"].as_u64(),
+        details["percent"].as_f64(),
+    ) {
+        parts.push(format!("{status} step {step} at {percent}%"));
+    }
+    if let Some(gate) = details["gate"].as_str() {
+        parts.push(format!("gate {gate}"));
+    }
+    if let (Some(old), Some(new)) = (details["old"].as_str(), details["new"].as_str()) {
+        parts.push(format!("{old} -> {new}"));
+    }
+    if let Some(reason) = details["reason"].as_str() {
+        parts.push(format!("reason: {reason}"));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_step_gate_digests_and_reason() {
+        let details = json!({
+            "status": "blocked", "step": 2, "percent": 5.0, "gate": "config",
+            "old": "sha256:a", "new": "sha256:b", "reason": "r",
+        });
+        assert_eq!(
+            summary(&details),
+            "blocked step 2 at 5%; gate config; sha256:a -> sha256:b; reason: r"
+        );
+        assert_eq!(summary(&json!({})), "");
+    }
+}
