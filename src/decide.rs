@@ -12,6 +12,15 @@ use crate::contract::{Compare, Format, Input, OnDrift, OnMissing, Plan, Side, So
 use crate::digest::{Digest, Hasher};
 use crate::jcs::{self, Json, JsonError, Sink};
 
+/// The filter-state key under which the filter records each decision's summary.
+/// Envoy prefixes it with `wasm.`: access logs and the debug header read it as
+/// [`DECISION_FORMAT`].
+pub const FILTER_STATE_KEY: &str = "rampart.decision";
+
+/// Envoy's format string for the recorded decision, for access logs and for the
+/// debug header Envoy adds with `response_headers_to_add`.
+pub const DECISION_FORMAT: &str = "%FILTER_STATE(wasm.rampart.decision:PLAIN)%";
+
 /// Read access to one request's values; the filter implements it over host calls.
 pub trait Request {
     /// Owned or borrowed bytes.
@@ -628,6 +637,14 @@ mod tests {
     }
 
     /// The shared vectors (also run against Envoy end to end) give the expected decisions.
+    #[test]
+    fn the_decision_format_reads_the_filter_state_key() {
+        assert_eq!(
+            DECISION_FORMAT,
+            format!("%FILTER_STATE(wasm.{FILTER_STATE_KEY}:PLAIN)%")
+        );
+    }
+
     #[test]
     fn shared_decision_vectors() {
         let doc: J = serde_json::from_slice(

@@ -45,7 +45,7 @@ const DEMO_ECDS: (&[&str], &str) = (
         "--contract",
         "examples/contract.json",
         "--wasm",
-        "target/wasm32-unknown-unknown/release/rampart_filter.wasm",
+        "target/rampart.wasm",
     ],
     "envoy/demo.ecds.json",
 );

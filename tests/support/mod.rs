@@ -83,7 +83,7 @@ pub fn fixture_module(dir: &TempDir, name: &str) -> PathBuf {
 /// The filter module: `RAMPART_WASM`, else the release build under `target/`.
 pub fn wasm_path() -> PathBuf {
     let path = std::env::var_os("RAMPART_WASM").map_or_else(
-        || repo_root().join("target/wasm32-unknown-unknown/release/rampart_filter.wasm"),
+        || repo_root().join("target/rampart.wasm"),
         PathBuf::from,
     );
     assert!(
@@ -942,8 +942,8 @@ impl Bootstrap {
         // filter records its decision in filter state and never touches responses.
         let debug_header = json!([{ "header": {
             "key": self.debug_header(),
-            "value": "%FILTER_STATE(wasm.rampart.decision:PLAIN)%",
-        }}]);
+            "value": rampart::decide::DECISION_FORMAT,
+        }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" }]);
         let routes = json!([
             {
                 "match": {

@@ -161,7 +161,7 @@ pub struct ContractSource {
 /// Default `--filter-name`: the ECDS resource and plugin name.
 pub const DEFAULT_FILTER_NAME: &str = "rampart";
 /// Default `--wasm` of the Envoy targets: where a rendered bootstrap expects the module.
-pub const DEFAULT_WASM_PATH: &str = "/etc/envoy/rampart/rampart_filter.wasm";
+pub const DEFAULT_WASM_PATH: &str = "/etc/envoy/rampart/rampart.wasm";
 /// Default `--wasm` of the Kubernetes targets.
 pub const DEFAULT_IMAGE: &str = "oci://registry.example.com/rampart/filter:0.1.0";
 /// Default `--ecds-path`.

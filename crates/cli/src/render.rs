@@ -10,6 +10,7 @@ use std::fmt::{Display, Write as _};
 use std::path::{Path, PathBuf};
 
 use rampart::contract::ContractSpec;
+use rampart::decide::DECISION_FORMAT;
 use rampart::metrics::{contract_tag_regex, CONTRACT_TAG};
 use serde_json::{json, Map, Value};
 
@@ -42,6 +43,8 @@ struct Contract {
     /// core resolves them (the contract's, or the defaults).
     route_header: String,
     canary_value: String,
+    /// `explain.response_header`: the debug header Envoy adds from filter state.
+    debug_header: Option<String>,
 }
 
 /// Runs `rampart render TARGET ...`.
@@ -114,6 +117,7 @@ fn load_contract(source: &ContractSource) -> Result<Contract, Failure> {
         name: plan.name.clone(),
         route_header: plan.route_header.clone(),
         canary_value: plan.canary_value.clone(),
+        debug_header: plan.response_header.clone(),
     })
 }
 
@@ -154,6 +158,42 @@ impl CommandLine {
     }
 }
 
+/// The debug header (`explain.response_header`) on every route: Envoy adds it from the
+/// decision the filter recorded in filter state, also to the filter's own rejects. The
+/// filter never touches responses, which spares every request a callback into the VM.
+/// Envoy bootstrap: the virtual host's `response_headers_to_add`.
+fn envoy_debug_header(contract: &Contract, virtual_host: &mut Value) {
+    if let Some(name) = &contract.debug_header {
+        virtual_host["response_headers_to_add"] = json!([{
+            "header": { "key": name, "value": DECISION_FORMAT },
+            // An upstream's copy is replaced, never passed on.
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }]);
+    }
+}
+
+/// Istio: each VirtualService route's `headers` (Envoy format strings pass through).
+fn istio_debug_header(contract: &Contract, routes: &mut Value) {
+    if let (Some(name), Some(routes)) = (&contract.debug_header, routes.as_array_mut()) {
+        for route in routes {
+            route["headers"] = json!({ "response": { "set": { name.clone(): DECISION_FORMAT } } });
+        }
+    }
+}
+
+/// Gateway API (Envoy Gateway passes Envoy format strings through): a
+/// `ResponseHeaderModifier` on each HTTPRoute rule.
+fn gateway_debug_header(contract: &Contract, rules: &mut Value) {
+    if let (Some(name), Some(rules)) = (&contract.debug_header, rules.as_array_mut()) {
+        for rule in rules {
+            rule["filters"] = json!([{
+                "type": "ResponseHeaderModifier",
+                "responseHeaderModifier": { "set": [{ "name": name, "value": DECISION_FORMAT }] },
+            }]);
+        }
+    }
+}
+
 fn socket(address: &HostPort) -> Value {
     json!({ "socket_address": { "address": address.host, "port_value": address.port } })
 }
@@ -186,7 +226,7 @@ fn envoy(
             },
         })
     };
-    let manager = typed(
+    let mut manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         json!({
             "stat_prefix": "ingress",
@@ -213,6 +253,10 @@ fn envoy(
                 }],
             },
         }),
+    );
+    envoy_debug_header(
+        contract,
+        &mut manager["route_config"]["virtual_hosts"][0],
     );
     let bootstrap = json!({
         // xDS sources, ECDS from a file included, need the node's identity.
@@ -301,7 +345,7 @@ fn istio(
             "pluginConfig": contract.value,
         },
     });
-    let virtual_service = json!({
+    let mut virtual_service = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": { "name": format!("{host}-rampart"), "namespace": namespace },
@@ -320,6 +364,7 @@ fn istio(
             ],
         },
     });
+    istio_debug_header(contract, &mut virtual_service["spec"]["http"]);
     let destination_rule = json!({
         "apiVersion": "networking.istio.io/v1",
         "kind": "DestinationRule",
@@ -398,7 +443,7 @@ fn envoy_gateway(
             }],
         },
     });
-    let http_route = json!({
+    let mut http_route = json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": { "name": route, "namespace": namespace },
@@ -419,6 +464,7 @@ fn envoy_gateway(
             ],
         },
     });
+    gateway_debug_header(contract, &mut http_route["spec"]["rules"]);
     let mut policy_text = command.header(&format!(
         "Envoy Gateway EnvoyExtensionPolicy: the Rampart filter with contract {name} on HTTPRoute {route}."
     ));

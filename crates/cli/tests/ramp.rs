@@ -52,7 +52,7 @@ impl Ramp {
             "steps": [1, 5, 25, 50, 100],
             "gates": { "max_drift_ratio": 0.05, "min_requests": 0, "bake_seconds": 0 },
             "approval": { "after_approval": "restart" },
-            "publish": { "ecds_path": "ecds/rampart.ecds.json", "filter_name": "rampart", "wasm": "rampart_filter.wasm" },
+            "publish": { "ecds_path": "ecds/rampart.ecds.json", "filter_name": "rampart", "wasm": "rampart.wasm" },
             "metrics": null
         });
         edit(&mut plan);

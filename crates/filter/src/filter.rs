@@ -10,17 +10,15 @@ use std::cell::{Cell, RefCell};
 
 use rampart::cache::DigestCache;
 use rampart::contract::{number_text, safe_mode_route};
-use rampart::decide::{decide_cached, Decision, HostError, Reason, Request, Route};
+use rampart::decide::{
+    decide_cached, Decision, HostError, Reason, Request, Route, FILTER_STATE_KEY,
+};
 use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::{Plan, Source};
 use rampart_abi::{HeaderMap, LogLevel};
 
 use crate::host::{Host, Store};
 use crate::metrics::{Metrics, SafeModeMetrics};
-
-/// Filter state key of the decision; access logs and Envoy's own
-/// `response_headers_to_add` read it as `%FILTER_STATE(wasm.rampart.decision:PLAIN)%`.
-pub const FILTER_STATE_KEY: &str = "rampart.decision";
 
 /// What the host does with the request after the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

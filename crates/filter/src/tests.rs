@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use rampart::bucket::bucket;
 use rampart_abi::{serialize_map, LogLevel, MetricType};
 
-use super::filter::{header_value, Action, State, FILTER_STATE_KEY};
+use super::filter::{header_value, Action, State};
+use rampart::decide::FILTER_STATE_KEY;
 use super::host::Host;
 use super::Vm;
 use rampart::decide::HostError;
