@@ -636,7 +636,6 @@ mod tests {
         req
     }
 
-    /// The shared vectors (also run against Envoy end to end) give the expected decisions.
     #[test]
     fn the_decision_format_reads_the_filter_state_key() {
         assert_eq!(
@@ -645,6 +644,7 @@ mod tests {
         );
     }
 
+    /// The shared vectors (also run against Envoy end to end) give the expected decisions.
     #[test]
     fn shared_decision_vectors() {
         let doc: J = serde_json::from_slice(
