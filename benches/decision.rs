@@ -230,3 +230,62 @@ fn number_extreme(bencher: Bencher, text: &str) {
         out
     });
 }
+
+/// std's shortest digits for the same values (`{:e}`), the reference for the two above.
+#[divan::bench(args = ["2500.5", "5e-324", "2.2250738585072014e-308", "1.7976931348623157e308"])]
+fn number_std_reference(bencher: Bencher, text: &str) {
+    use std::fmt::Write as _;
+    let value: f64 = text.parse().unwrap();
+    bencher.bench_local(|| {
+        let mut out = String::with_capacity(32);
+        write!(out, "{:e}", black_box(value)).unwrap();
+        out
+    });
+}
+
+/// Number texts through the core's reader: a config number, then what hostile ones
+/// cost (exponent extremes, 17 and 19 digits, a halfway case, 800 digits).
+const NUMBER_TEXTS: &[&str] = &[
+    "0.05",
+    "1e-300",
+    "1.7976931348623157e308",
+    "2.2250738585072011e-308",
+    "0.30000000000000004",
+    "9007199254740993",
+    "1234567890123456789e-200",
+    "LONG",
+];
+
+fn number_text(arg: &str) -> String {
+    if arg == "LONG" {
+        // 800 significant digits just above a halfway point.
+        format!("1.{}e-300", "7".repeat(799))
+    } else {
+        arg.to_owned()
+    }
+}
+
+/// One number parsed by the core (`Json::parse` of the bare number).
+#[divan::bench(args = NUMBER_TEXTS)]
+fn number_parse(bencher: Bencher, arg: &str) {
+    let text = number_text(arg);
+    bencher.bench_local(|| Json::parse(black_box(text.as_bytes()), 1).ok());
+}
+
+/// The same texts through `str::parse::<f64>`, the reference.
+#[divan::bench(args = NUMBER_TEXTS)]
+fn number_parse_std_reference(bencher: Bencher, arg: &str) {
+    let text = number_text(arg);
+    bencher.bench_local(|| black_box(text.as_str()).parse::<f64>().ok());
+}
+
+/// A 4 KiB config header of hostile numbers (`[1e-300,1e-300,…]`), parsed whole.
+#[divan::bench]
+fn parse_hostile_numbers(bencher: Bencher) {
+    let mut text = String::from("[");
+    while text.len() < 4000 {
+        text.push_str("1.2345678901234567e-300,");
+    }
+    text.push_str("0]");
+    bencher.bench_local(|| Json::parse(black_box(text.as_bytes()), 2).ok());
+}

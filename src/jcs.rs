@@ -12,6 +12,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+mod bignum;
+mod number;
 mod parse;
 
 /// Where canonical bytes go: a buffer, or straight into a hash.
@@ -197,43 +199,39 @@ pub fn write_string<S: Sink>(s: &str, sink: &mut S) {
     sink.put(b"\"");
 }
 
-/// A fixed buffer that `fmt::Write` can fill without allocating.
-struct StackText<const N: usize> {
-    buf: [u8; N],
+/// Writes a number in the ES6 `Number.prototype.toString` form RFC 8785 requires.
+///
+/// The digits are the shortest that read back as the same double, the closest of
+/// those, and the even one of two equally close (see [`number`]); only the layout
+/// rules are applied here. Non-finite numbers cannot come out of the parser; they are
+/// written as `null` like `JSON.stringify` does, so this can never fail.
+pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
+    let mut text = NumberText {
+        buf: [0; 32],
+        len: 0,
+    };
+    number_text(value, &mut text);
+    sink.put(&text.buf[..text.len]);
+}
+
+/// A number's text: at most 25 bytes (`-0.000001` and 17 digits; `-1.2345678901234567e-308`).
+struct NumberText {
+    buf: [u8; 32],
     len: usize,
 }
 
-impl<const N: usize> StackText<N> {
-    fn new() -> StackText<N> {
-        StackText {
-            buf: [0; N],
-            len: 0,
+impl Sink for NumberText {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
         }
     }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
 }
 
-impl<const N: usize> fmt::Write for StackText<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Writes a number in the ES6 `Number.prototype.toString` form RFC 8785 requires.
-///
-/// Rust's `{:e}` gives the shortest digits that round-trip (the same digits ES6
-/// asks for); only the layout rules differ, and they are applied here.
-/// Non-finite numbers cannot come out of the parser; they are written as `null`
-/// like `JSON.stringify` does, so this can never fail.
-pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
-    use std::fmt::Write as _;
+/// [`write_number`] without the generic sink: one copy of the layout code.
+fn number_text(value: f64, sink: &mut NumberText) {
     if !value.is_finite() {
         sink.put(b"null");
         return;
@@ -242,55 +240,21 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
         sink.put(b"0"); // also -0, per ES6
         return;
     }
-    // Integers below 2^53 (most config numbers) are written as their digits: every
-    // shorter digit string names another representable integer, so these are the
-    // shortest round-trip digits ES6 asks for, without the float formatter.
-    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-        let mut n = value.abs() as u64;
-        let mut digits = [0u8; 16];
-        let mut at = digits.len();
-        while n > 0 {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        if value < 0.0 {
-            sink.put(b"-");
-        }
-        sink.put(&digits[at..]);
-        return;
-    }
-    let mut text = StackText::<40>::new();
-    if write!(text, "{:e}", value.abs()).is_err() {
-        sink.put(b"null");
-        return;
-    }
-    let sci = text.bytes();
-    // `sci` is `D[.DDD]e[-]X`: gather the digits and the decimal exponent.
-    let Some(e_pos) = sci.iter().position(|&c| c == b'e') else {
-        sink.put(b"null");
-        return;
-    };
-    let mut digits = [0u8; 20];
-    let mut k = 0;
-    for &c in &sci[..e_pos] {
-        if c.is_ascii_digit() && k < digits.len() {
-            digits[k] = c;
-            k += 1;
-        }
-    }
-    let exp: i32 = std::str::from_utf8(&sci[e_pos + 1..])
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    prefer_even_on_tie(value.abs(), &mut digits[..k]);
-    let digits = &digits[..k];
-    // ES6 names the position of the decimal point `n`: value = 0.DIGITS × 10^n.
-    let n = exp + 1;
-    let k = k as i32;
     if value < 0.0 {
         sink.put(b"-");
     }
+    // Integers below 2^53 (most config numbers) are written as their digits: every
+    // shorter digit string names another representable integer, so these are the
+    // shortest round-trip digits ES6 asks for.
+    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
+        write_decimal(value.abs() as u64, sink);
+        return;
+    }
+    let shortest = number::shortest(value.abs());
+    let digits = &shortest.digits[..shortest.len];
+    // ES6 names the position of the decimal point `n`: value = 0.DIGITS × 10^n.
+    let n = shortest.point;
+    let k = shortest.len as i32;
     if k <= n && n <= 21 {
         sink.put(digits);
         for _ in 0..(n - k) {
@@ -313,73 +277,56 @@ pub fn write_number<S: Sink>(value: f64, sink: &mut S) {
             sink.put(b".");
             sink.put(&digits[1..]);
         }
-        sink.put(b"e");
-        sink.put(if n > 0 { b"+" } else { b"-" });
-        let mut exp_text = StackText::<16>::new();
-        if write!(exp_text, "{}", (n - 1).unsigned_abs()).is_ok() {
-            sink.put(exp_text.bytes());
-        }
+        sink.put(if n > 0 { b"e+" } else { b"e-" });
+        write_decimal(u64::from((n - 1).unsigned_abs()), sink);
     }
 }
 
-/// ES6 breaks a tie between two equally short, equally close digit strings towards
-/// the even one; Rust's shortest formatting rounds such ties up. Found and fixed here
-/// with exact integer arithmetic.
+/// Writes the decimal digits of `n`.
+fn write_decimal(mut n: u64, sink: &mut NumberText) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    sink.put(&digits[at..]);
+}
+
+/// Sorts object members by key in UTF-16 order (RFC 8785 section 3.2.3).
 ///
-/// With `value = m × 2^e`, `m` odd: for `e >= 0` the value is an integer whose shortest
-/// form is all of its digits, so no tie exists. For `e < 0` the value is
-/// `m × 5^-e / 10^-e`, and `m × 5^-e` (odd, so without trailing zeros) holds exactly its
-/// significant digits. A tie at `k` digits means those are `k + 1` digits ending in 5;
-/// as `k <= 17` this needs `5^-e < 10^18`, so `-e <= 25` and everything fits a `u128`.
-/// Both candidates lie at the same distance on either side of the value, inside a
-/// rounding interval that is symmetric unless `m == 1` (a power of two, left alone),
-/// so the even one round-trips whenever the odd one does.
-fn prefer_even_on_tie(value: f64, digits: &mut [u8]) {
-    let k = digits.len();
-    let Some(&last) = digits.last() else { return };
-    if (last - b'0') % 2 == 0 || k > 17 {
-        return;
+/// Heapsort (J. W. J. Williams, 1964): O(n log n) comparisons at worst whatever the
+/// input, no allocation, and one instantiation for every caller. Keys are compared
+/// with [`utf16_cmp`]; equal keys (rejected by the callers) end up adjacent.
+fn sort_members(members: &mut [(String, Json)]) {
+    fn sift_down(heap: &mut [(String, Json)], mut root: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= heap.len() {
+                return;
+            }
+            if child + 1 < heap.len()
+                && utf16_cmp(&heap[child].0, &heap[child + 1].0) == Ordering::Less
+            {
+                child += 1;
+            }
+            if utf16_cmp(&heap[root].0, &heap[child].0) != Ordering::Less {
+                return;
+            }
+            heap.swap(root, child);
+            root = child;
+        }
     }
-    let bits = value.to_bits();
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    let fraction = bits & ((1u64 << 52) - 1);
-    let (mut m, mut e) = if biased == 0 {
-        (fraction, -1074)
-    } else {
-        (fraction | (1 << 52), biased - 1075)
-    };
-    if m == 0 {
-        return;
+    for root in (0..members.len() / 2).rev() {
+        sift_down(members, root);
     }
-    let zeros = m.trailing_zeros();
-    m >>= zeros;
-    e += zeros as i32;
-    if !(-25..0).contains(&e) || m == 1 {
-        return;
-    }
-    let exact = u128::from(m) * 5u128.pow(e.unsigned_abs());
-    let low = 10u128.pow(k as u32);
-    if exact < low || exact >= low * 10 {
-        return;
-    }
-    let truncated = exact / 10;
-    let shown = digits
-        .iter()
-        .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
-    if shown != truncated && shown != truncated + 1 {
-        return;
-    }
-    let mut even = if truncated % 2 == 0 {
-        truncated
-    } else {
-        truncated + 1
-    };
-    if even >= low {
-        return;
-    }
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (even % 10) as u8;
-        even /= 10;
+    for end in (1..members.len()).rev() {
+        members.swap(0, end);
+        sift_down(&mut members[..end], 0);
     }
 }
 
@@ -443,7 +390,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
         while let Some((key, value)) = map.next_entry::<String, Json>()? {
             members.push((key, value));
         }
-        members.sort_unstable_by(|a, b| utf16_cmp(&a.0, &b.0));
+        sort_members(&mut members);
         if members.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(de::Error::custom("duplicate object key"));
         }
@@ -543,6 +490,15 @@ mod tests {
                 "{want}"
             );
         }
+    }
+
+    /// A tie between two 17-digit strings at a power of two, where the rounding interval
+    /// is narrower below: both candidates round-trip, so ES6 takes the even one (Node.js
+    /// prints `2.9802322387695312e-8` for 2^-25).
+    #[test]
+    fn ties_at_powers_of_two_go_to_even() {
+        assert_eq!(num(2f64.powi(-25)), "2.9802322387695312e-8");
+        assert_eq!(num(-(2f64.powi(-24))), "-5.960464477539063e-8");
     }
 
     #[test]

@@ -6,8 +6,12 @@
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
+#[path = "support/rng.rs"]
+mod rng;
 
 use std::path::{Path, PathBuf};
+
+use rng::Rng;
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -68,22 +72,6 @@ fn seeds_and_regressions_pass_every_check() {
         }
     }
     assert!(replayed >= 30, "only {replayed} inputs replayed");
-}
-
-/// xorshift64*: a fixed sequence, so a failure here reproduces exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Bytes that matter to the decoders: JSON structure, escapes, chunk separators.

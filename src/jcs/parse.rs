@@ -2,14 +2,14 @@
 //!
 //! It accepts exactly what a digest may be taken of: one value with optional
 //! whitespace around it; objects without duplicate keys (compared after unescaping);
-//! numbers that fit a double (decimal text converted with correct rounding by the
-//! standard library); strings of valid UTF-8 without raw control characters, whose
+//! numbers that fit a double (decimal text converted with correct rounding, see
+//! [`number`]); strings of valid UTF-8 without raw control characters, whose
 //! `\u` escapes pair surrogates correctly. Nesting is bounded by `max_depth` here as
 //! well as by the caller's scan, so recursion never goes deeper than the limit.
 //! Written for this crate rather than going through serde: it builds the tree
 //! directly with few allocations, and keeps the filter module small.
 
-use super::{utf16_cmp, Json, JsonError};
+use super::{number, sort_members, Json, JsonError};
 
 /// Parses one JSON document.
 pub(super) fn document(bytes: &[u8], max_depth: usize) -> Result<Json, JsonError> {
@@ -148,7 +148,7 @@ impl Parser<'_> {
                 _ => return Err(self.error("expected `,` or `}`")),
             }
         }
-        members.sort_unstable_by(|a, b| utf16_cmp(&a.0, &b.0));
+        sort_members(&mut members);
         if members.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(self.error("duplicate object key"));
         }
@@ -270,10 +270,11 @@ impl Parser<'_> {
     }
 
     fn number(&mut self) -> Result<Json, JsonError> {
-        let start = self.pos;
-        if self.peek() == Some(b'-') {
+        let negative = self.peek() == Some(b'-');
+        if negative {
             self.pos += 1;
         }
+        let int_start = self.pos;
         match self.peek() {
             Some(b'0') => {
                 self.pos += 1;
@@ -286,27 +287,38 @@ impl Parser<'_> {
             }
             _ => return Err(self.error("invalid number")),
         }
+        let int = int_start..self.pos;
+        let mut frac = self.pos..self.pos;
         if self.peek() == Some(b'.') {
             self.pos += 1;
+            let start = self.pos;
             if self.digits() == 0 {
                 return Err(self.error("invalid number"));
             }
+            frac = start..self.pos;
         }
+        let mut exp10 = 0i64;
         if let Some(b'e' | b'E') = self.peek() {
             self.pos += 1;
+            let exp_negative = self.peek() == Some(b'-');
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
+            let start = self.pos;
             if self.digits() == 0 {
                 return Err(self.error("invalid number"));
             }
+            // Saturates far beyond the range of a double, whatever the digit count.
+            for &d in &self.bytes[start..self.pos] {
+                exp10 = (exp10 * 10 + i64::from(d - b'0')).min(1_000_000_000);
+            }
+            if exp_negative {
+                exp10 = -exp10;
+            }
         }
-        // Only ASCII digits, signs, `.` and `e` were consumed.
-        let text = std::str::from_utf8(&self.bytes[start..self.pos])
-            .map_err(|_| self.error("invalid number"))?;
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Json::Number(v)),
-            _ => Err(self.error("number outside the range of a double")),
+        match number::to_f64(negative, &self.bytes[int], &self.bytes[frac], exp10) {
+            Some(v) => Ok(Json::Number(v)),
+            None => Err(self.error("number outside the range of a double")),
         }
     }
 }
