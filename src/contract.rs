@@ -259,6 +259,10 @@ pub struct ExplainSpec {
     pub response_header: Option<String>,
     /// At most one drift log line per this many seconds per worker (0 = every drift).
     pub log_interval_seconds: u32,
+    /// Record every decision in filter state (`wasm.rampart.decision`) for access logs.
+    /// A host call per request, so off unless asked for; a debug header implies it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub filter_state: bool,
 }
 
 impl Default for ExplainSpec {
@@ -266,6 +270,7 @@ impl Default for ExplainSpec {
         ExplainSpec {
             response_header: None,
             log_interval_seconds: 10,
+            filter_state: false,
         }
     }
 }
@@ -442,7 +447,7 @@ impl ContractSpec {
             None => ExplainSpec::default(),
             Some(e) => {
                 let e = Fields::of(e, "explain")?;
-                e.only(&["response_header", "log_interval_seconds"])?;
+                e.only(&["response_header", "log_interval_seconds", "filter_state"])?;
                 let seconds = e.integer_or(
                     "log_interval_seconds",
                     u64::from(ExplainSpec::default().log_interval_seconds),
@@ -452,6 +457,7 @@ impl ContractSpec {
                     log_interval_seconds: u32::try_from(seconds).map_err(|_| {
                         ContractError::new("explain.log_interval_seconds", "is too large")
                     })?,
+                    filter_state: e.boolean_or("filter_state", false)?,
                 }
             }
         };
@@ -754,8 +760,11 @@ pub struct Plan {
     pub paused: bool,
     /// Parse bounds.
     pub limits: LimitsSpec,
-    /// Debug response header, if any.
+    /// Debug response header, if any (Envoy adds it from filter state).
     pub response_header: Option<String>,
+    /// Whether each decision is written to filter state: `explain.filter_state`, or a
+    /// debug header that reads it.
+    pub record_decision: bool,
     /// Drift log interval in seconds.
     pub log_interval_seconds: u32,
     /// The bucket hash, pre-seeded with the contract name.
@@ -957,6 +966,7 @@ impl Plan {
             reject_status: spec.reject_status,
             paused: spec.paused,
             limits,
+            record_decision: spec.explain.filter_state || response_header.is_some(),
             response_header,
             log_interval_seconds: spec.explain.log_interval_seconds,
             salt: BucketSalt::new(&spec.contract),
@@ -1267,6 +1277,11 @@ mod tests {
         );
         rejects(|c| c["paused"] = json!("yes"), "paused", "true or false");
         rejects(
+            |c| c["explain"]["filter_state"] = json!(1),
+            "explain.filter_state",
+            "true or false",
+        );
+        rejects(
             |c| c["on_drift"] = json!("drop"),
             "on_drift",
             "stable, reject, observe",
@@ -1480,6 +1495,36 @@ mod tests {
             a,
             fields_only(&crate::digest::Digest::of_bytes(b"\"gold\"").to_string())
         );
+    }
+
+    #[test]
+    fn decisions_are_recorded_for_a_debug_header_or_when_asked() {
+        let plan = |edit: &dyn Fn(&mut J)| {
+            let mut c = example();
+            edit(&mut c);
+            Plan::from_json(c.to_string().as_bytes()).unwrap()
+        };
+        assert!(
+            plan(&|_| {}).record_decision,
+            "the example names a debug header"
+        );
+        let quiet = |c: &mut J| {
+            drop(
+                c["explain"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("response_header"),
+            )
+        };
+        assert!(
+            !plan(&quiet).record_decision,
+            "off by default: a host call per request"
+        );
+        let asked = |c: &mut J| {
+            quiet(c);
+            c["explain"]["filter_state"] = json!(true);
+        };
+        assert!(plan(&asked).record_decision);
     }
 
     #[test]

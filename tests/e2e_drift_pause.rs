@@ -183,11 +183,14 @@ fn drift_on_two_workers_trips_one_pause_for_everyone() {
     }
     assert!(line.contains(LOCK_SHORT));
     // Paused requests are counted as such, and nothing reached the canary since.
-    let canary_before = stat(&envoy, "canary");
-    let paused_before = stat(&envoy, "paused");
+    let before = envoy.settled_stats();
+    let canary_before = before[&format!("{STATS_PREFIX}.canary")];
+    let paused_before = before[&format!("{STATS_PREFIX}.paused")];
     assert_paused_everywhere(&mut clients);
-    assert_eq!(stat(&envoy, "canary"), canary_before);
+    // Each worker hands all its counts over at once: once `paused` has them all, so
+    // has `canary`.
     envoy.wait_for_counter(&format!("{STATS_PREFIX}.paused"), paused_before + 20);
+    assert_eq!(stat(&envoy, "canary"), canary_before);
     assert!(
         !log.contains("panicked") && !log.contains("wasm trap"),
         "{log}"

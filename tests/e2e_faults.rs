@@ -267,7 +267,7 @@ fn an_invalid_contract_pushed_under_traffic_engages_safe_mode_and_a_valid_one_re
     let (sent, canary, failed) = worker.join().unwrap();
     assert_eq!(failed, 0, "no request failed across both pushes");
     assert!(sent > 50, "{sent} requests");
-    let stats = envoy.envoy.stats();
+    let stats = envoy.envoy.settled_stats();
     assert!(stats["wasmcustom.rampart.invalid_config"] >= 1);
     assert_eq!(
         stats.get("extension_config_discovery.http_filter.rampart.update_rejected"),

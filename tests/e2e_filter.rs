@@ -331,6 +331,7 @@ fn header_inputs_read_from_the_header_map_agree_with_envoys_request_headers_attr
         "ramp": { "percent": 100, "sticky": { "header": "x-user-id" } },
         "inputs": { "tier": { "header": "x-user-tier" } },
         "lock": { "fields": { "tier": lock } },
+        "explain": { "response_header": "x-rampart-decision" },
     });
     let mut bootstrap = Bootstrap::new()
         .pre_filter(echo)

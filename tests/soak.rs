@@ -259,8 +259,15 @@ fn soak_mixed_traffic_with_contract_reloads() {
     ecds.wait_for_update(published as u64);
 
     // Counters: the contract's plus safe mode's add up to every request that reached
-    // the filter; sides match what the clients saw and what the clusters served.
-    let stats = envoy.stats();
+    // the filter (once every worker, and every replaced configuration, has handed its
+    // last counts to Envoy); sides match what the clients saw and what the clusters served.
+    let stats = envoy.wait_for_sum(
+        &[
+            &format!("{PREFIX}.requests"),
+            "wasmcustom.rampart.safe_mode",
+        ],
+        tally.decided,
+    );
     let stat = |name: &str| stats.get(name).copied().unwrap_or(0);
     let contract = |name: &str| stat(&format!("{PREFIX}.{name}"));
     let safe_mode = stat("wasmcustom.rampart.safe_mode");

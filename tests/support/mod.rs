@@ -37,6 +37,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `wait_for_*` helpers wait for asynchronous effects (log flushes, counters).
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the filter hands its counts to Envoy (its tick).
+const FILTER_FLUSH: Duration = Duration::from_secs(1);
+
 /// Read, write and connect timeout of the HTTP client.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,10 +85,8 @@ pub fn fixture_module(dir: &TempDir, name: &str) -> PathBuf {
 
 /// The filter module: `RAMPART_WASM`, else the release build under `target/`.
 pub fn wasm_path() -> PathBuf {
-    let path = std::env::var_os("RAMPART_WASM").map_or_else(
-        || repo_root().join("target/rampart.wasm"),
-        PathBuf::from,
-    );
+    let path = std::env::var_os("RAMPART_WASM")
+        .map_or_else(|| repo_root().join("target/rampart.wasm"), PathBuf::from);
     assert!(
         path.is_file(),
         "no filter module at {}; run `cargo xtask test`",
@@ -289,6 +290,47 @@ impl Envoy {
                 Err(format!("{name} is {value}"))
             }
         });
+    }
+
+    /// Waits until the counters named add up to `expected` (the filter hands its counts
+    /// to Envoy once a second per worker) and returns the stats read then.
+    pub fn wait_for_sum(&self, names: &[&str], expected: u64) -> BTreeMap<String, u64> {
+        poll(&format!("{} == {expected}", names.join(" + ")), || {
+            let stats = self.stats();
+            let sum: u64 = names
+                .iter()
+                .map(|n| stats.get(*n).copied().unwrap_or(0))
+                .sum();
+            if sum == expected {
+                Ok(stats)
+            } else {
+                Err(format!("the sum is {sum}"))
+            }
+        })
+    }
+
+    /// The stats once the filter's counts have settled: with no traffic, every worker
+    /// hands its last counts to Envoy on its next tick (a second at most), so two reads
+    /// more than a tick apart that agree are final.
+    pub fn settled_stats(&self) -> BTreeMap<String, u64> {
+        let mut last = self.stats();
+        poll("the filter's counts to settle", || {
+            thread::sleep(FILTER_FLUSH + Duration::from_millis(200));
+            let now = self.stats();
+            let rampart = |s: &BTreeMap<String, u64>| {
+                s.iter()
+                    .filter(|(k, _)| k.starts_with("wasmcustom.rampart."))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>()
+            };
+            let settled = rampart(&now) == rampart(&last);
+            last = now.clone();
+            if settled {
+                Ok(now)
+            } else {
+                Err("still moving".to_owned())
+            }
+        })
     }
 
     /// `GET` an admin path (e.g. `/server_info`); panics unless the status is 2xx.

@@ -1,15 +1,17 @@
 //! `cargo xtask bench`: Rampart's cost in Envoy, side by side with no filter, native
-//! routing, an empty wasm filter and Lua.
+//! routing, empty wasm filters, the proxy-wasm floor of Rampart's host calls, and Lua.
 //!
 //! One Envoy process (one worker, pinned to one core) serves one listener per variant;
 //! the load generators run on the other core. Variants are measured in interleaved
 //! rounds; every run is checked (statuses, routing, drift) before it counts, and the
 //! medians with their min–max spread go to `bench/results.json`, from which
 //! `BENCHMARKS.md` is generated. `--builds` compares opt-levels and wasm-opt the same way.
+//! A `perf` profile of Envoy serving A3 closes a full run (`--profile` takes it alone).
 
 mod bootstrap;
 mod json;
 mod load;
+mod profile;
 mod proxy;
 mod report;
 mod stats;
@@ -26,18 +28,25 @@ use proxy::Envoy;
 use stats::Spread;
 
 use crate::process::{self, cargo};
-use crate::{envoy, tasks, Error, Result};
+use crate::{envoy, install, tasks, Error, Result};
 
 /// The benchmark contract (its `contract` name is set per listener).
 const CONTRACT_FILE: &str = "envoy/bench/contract.json";
 /// The Lua filter of variant A4.
 const LUA_FILE: &str = "envoy/bench/a4.lua";
+/// The host calls of variant A3floor (the floor module's op list), kept in one file so
+/// the list Rampart is compared with is stated once, with why each call is there.
+const FLOOR_FILE: &str = "envoy/bench/floor.txt";
+/// The floor module's counter as Envoy names it: `increment` lines add to it.
+const FLOOR_COUNTER: &str = "wasmcustom.rampart_floor.increments";
 /// Results of the variant comparison.
 pub const RESULTS_FILE: &str = "bench/results.json";
 /// Results of `--builds`.
 pub const BUILDS_FILE: &str = "bench/builds.json";
 /// The generated report.
 pub const REPORT_FILE: &str = "BENCHMARKS.md";
+/// The trimmed `perf` profile of Envoy serving A3, which the report shows.
+pub const PROFILE_FILE: &str = "bench/profile.txt";
 /// Scratch directory: bootstrap, scripts, logs, built variants.
 const WORK_DIR: &str = "target/bench";
 
@@ -78,22 +87,31 @@ struct Options {
     builds: bool,
     report_only: bool,
     pin: bool,
+    /// Only the profile of A3 (`--profile`).
+    profile_only: bool,
+    /// Profile A3 at the end of a variant comparison (off with `--no-profile`).
+    profile: bool,
 }
 
 impl Options {
     const USAGE: &'static str =
-        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--no-pin]";
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--no-pin]";
 
     fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
             rounds: 5,
-            // 5 rounds × 6 variants × (1 s warm-up + 4 s wrk + 4 s oha) ≈ 4.5 minutes of
-            // load, which keeps the whole command under 10 minutes on a busy 2-core machine.
-            seconds: 4,
+            // 5 rounds × 9 variants × (1 s warm-up + 3 s wrk + 3 s oha + ~1 s of checks)
+            // ≈ 6 minutes of load; with the memory pass (one Envoy per variant, ~1 minute)
+            // and the profile (~15 s) the whole command stays under 10 minutes on a busy
+            // 2-core machine. Five rounds rather than longer runs: the medians and ranges
+            // need rounds more than each run needs seconds.
+            seconds: 3,
             warmup_seconds: 1,
             builds: false,
             report_only: false,
             pin: true,
+            profile_only: false,
+            profile: true,
         };
         let mut rounds_given = false;
         let mut args = args.iter();
@@ -123,6 +141,8 @@ impl Options {
                 "--builds" => options.builds = true,
                 "--report" => options.report_only = true,
                 "--no-pin" => options.pin = false,
+                "--profile" => options.profile_only = true,
+                "--no-profile" => options.profile = false,
                 other => {
                     return Err(Error::new(format!(
                         "unknown argument `{other}`; {}",
@@ -146,6 +166,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let started = Instant::now();
     let bench = Bench::prepare(root, &options)?;
+    if options.profile_only {
+        bench.profile_alone()?;
+        write_report(root)?;
+        println!("bench: done in {:.0}s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let results = if options.builds {
         bench.compare_builds()?
     } else {
@@ -179,7 +205,8 @@ fn write_report(root: &Path) -> Result<()> {
     };
     let variants = read(RESULTS_FILE)?;
     let builds = read(BUILDS_FILE)?;
-    let text = report::render(variants.as_ref(), builds.as_ref());
+    let profile = std::fs::read_to_string(root.join(PROFILE_FILE)).ok();
+    let text = report::render(variants.as_ref(), builds.as_ref(), profile.as_deref());
     write_file(&root.join(REPORT_FILE), &text)?;
     println!("bench: wrote {REPORT_FILE}");
     Ok(())
@@ -203,6 +230,7 @@ struct Bench {
     envoy: PathBuf,
     rampart_wasm: PathBuf,
     noop_wasm: PathBuf,
+    floor_wasm: PathBuf,
     generators: Generators,
     envoy_cpu: Option<usize>,
     ticks_per_second: u64,
@@ -222,6 +250,8 @@ struct Variant {
     counters: Option<String>,
     /// A3d: every request must drift.
     drifts: bool,
+    /// Floor variants: the floor's counter must move this much per request.
+    floor_increments: Option<u64>,
     wrk_script: PathBuf,
 }
 
@@ -307,8 +337,18 @@ fn spread_json(spread: Option<Spread>) -> Value {
 impl Bench {
     fn prepare(root: &Path, options: &Options) -> Result<Bench> {
         let envoy = envoy::ensure(root)?;
-        let rampart_wasm = tasks::wasm(root)?;
+        // `RAMPART_WASM` (as the tests read it) benches a module already built, e.g. the
+        // last good one while the filter is being changed; else build it as shipped.
+        let rampart_wasm = match std::env::var_os("RAMPART_WASM") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                println!("bench: Rampart module {} (RAMPART_WASM)", path.display());
+                path
+            }
+            None => tasks::wasm(root)?,
+        };
         let noop_wasm = build_noop(root)?;
+        let floor_wasm = build_floor(root)?;
         let wrk = ensure_wrk()?;
         let oha = ensure_oha(root)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -330,6 +370,7 @@ impl Bench {
             envoy,
             rampart_wasm,
             noop_wasm,
+            floor_wasm,
             generators: Generators {
                 wrk,
                 oha,
@@ -354,14 +395,36 @@ impl Bench {
         })
     }
 
-    /// The six variants (A0–A4 and A3d), each on its own port.
+    /// The floor's op list for A3floor, as `FLOOR_FILE` states it.
+    fn floor_ops(&self) -> Result<String> {
+        let path = self.root.join(FLOOR_FILE);
+        std::fs::read_to_string(&path)
+            .map_err(|err| Error::new(format!("cannot read {}: {err}", path.display())))
+    }
+
+    /// The nine variants, each on its own port: the floor chain A0 → A0h → A2min → A2 →
+    /// A3floor → A3, with A1, A3d and A4 beside it.
     fn variants(&self) -> Result<Vec<Variant>> {
-        let ports = proxy::free_ports(6)?;
         let lua_path = self.root.join(LUA_FILE);
         let lua = std::fs::read_to_string(&lua_path)
             .map_err(|err| Error::new(format!("cannot read {}: {err}", lua_path.display())))?;
+        let floor_ops = self.floor_ops()?;
+        // One VM id per floor listener: each VM then holds a single root context, and the
+        // module does no per-request bookkeeping to find a request's root.
+        let floor = |vm_id: &str, ops: &str| Kind::Floor {
+            wasm: self.floor_wasm.clone(),
+            vm_id: vm_id.to_owned(),
+            ops: ops.to_owned(),
+        };
         let specs: Vec<(&'static str, &'static str, Kind, Expect, bool)> = vec![
             ("A0", "router only, no filter", Kind::RouterOnly, Expect::All("stable"), false),
+            (
+                "A0h",
+                "router + header_to_metadata, the wasm variants' route table: what every wasm filter here sits on",
+                Kind::HeaderToMetadata,
+                Expect::All("stable"),
+                false,
+            ),
             (
                 "A1",
                 "native header-match routing (config and tier headers matched exactly) + route header set",
@@ -370,10 +433,24 @@ impl Bench {
                 false,
             ),
             (
+                "A2min",
+                "floor module (our ABI crate, no SDK), empty op list: no host call + header_to_metadata",
+                floor("floor-a2min", ""),
+                Expect::All("stable"),
+                false,
+            ),
+            (
                 "A2",
                 "empty proxy-wasm filter (same SDK and profile) + header_to_metadata",
                 Kind::Noop { wasm: self.noop_wasm.clone() },
                 Expect::All("stable"),
+                false,
+            ),
+            (
+                "A3floor",
+                "floor module making Rampart's host calls for the bench contract (envoy/bench/floor.txt), no decision",
+                floor("floor-a3floor", &floor_ops),
+                Expect::All("canary"),
                 false,
             ),
             (
@@ -406,6 +483,7 @@ impl Bench {
                 false,
             ),
         ];
+        let ports = proxy::free_ports(specs.len())?;
         specs
             .into_iter()
             .zip(ports)
@@ -413,14 +491,20 @@ impl Bench {
                 let name = id.to_lowercase();
                 let counters = matches!(kind, Kind::Rampart { .. })
                     .then(|| format!("wasmcustom.rampart.bench-{name}"));
-                self.variant(
+                let floor_increments = match &kind {
+                    Kind::Floor { ops, .. } => Some(floor_increments(ops)).filter(|&n| n > 0),
+                    _ => None,
+                };
+                let mut variant = self.variant(
                     id,
                     description,
                     Listener { name, port, kind },
                     expect,
                     counters,
                     drifts,
-                )
+                )?;
+                variant.floor_increments = floor_increments;
+                Ok(variant)
             })
             .collect()
     }
@@ -446,6 +530,7 @@ impl Bench {
             requests,
             counters,
             drifts,
+            floor_increments: None,
             wrk_script,
         })
     }
@@ -510,6 +595,20 @@ impl Bench {
             .log()
             .matches("rampart[bench-a3d]: config drift")
             .count();
+        if self.options.profile {
+            // In the Envoy just measured, warm; a failed profile must not cost the results.
+            let a3 = variants.iter().find(|v| v.id == "A3");
+            if let Err(err) = a3.map_or_else(
+                || Err(Error::new("no A3 variant")),
+                |a3| self.profile(&envoy, a3),
+            ) {
+                println!("bench: WARNING: no profile: {err}");
+                write_file(
+                    &self.root.join(PROFILE_FILE),
+                    &format!("# No profile was taken in the last run: {err}\n"),
+                )?;
+            }
+        }
         drop(envoy);
         let mut memory = BTreeMap::new();
         for variant in &variants {
@@ -614,6 +713,7 @@ impl Bench {
         run.envoy_busy = (cpu_after - cpu_before) as f64 / 1e6 / wrk.seconds.max(1e-9);
         check_wrk(&wrk, &mut run.problems);
         run.canary_share = check_counters(variant, &before, &after, probe_share, &mut run.problems);
+        check_floor(variant, &before, &after, wrk.requests, &mut run.problems);
 
         let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
         let oha = self
@@ -719,7 +819,70 @@ impl Bench {
             ("oha".into(), text(oha_version)),
             ("rampart_wasm_bytes".into(), size(&self.rampart_wasm)),
             ("noop_wasm_bytes".into(), size(&self.noop_wasm)),
+            ("floor_wasm_bytes".into(), size(&self.floor_wasm)),
         ]))
+    }
+
+    /// `--profile`: an Envoy serving A3 alone, profiled under load.
+    fn profile_alone(&self) -> Result<()> {
+        let variants = self.variants()?;
+        let a3 = variants
+            .iter()
+            .find(|v| v.id == "A3")
+            .ok_or_else(|| Error::new("no A3 variant"))?;
+        let envoy = self.start_envoy("profile", std::slice::from_ref(&a3.listener))?;
+        probe(a3)?;
+        // Let V8 compile and the connection pools fill before sampling.
+        self.generators
+            .wrk(&url(a3.listener.port), &a3.wrk_script, 2)?;
+        self.profile(&envoy, a3)
+    }
+
+    /// Records Envoy with `perf` while `wrk` saturates `variant`, and writes the trimmed
+    /// report to `PROFILE_FILE`.
+    fn profile(&self, envoy: &Envoy, variant: &Variant) -> Result<()> {
+        let perf = profile::ensure_perf()?;
+        // Long enough for a few thousand samples of the worker; short enough to add well
+        // under a minute to a full run.
+        let seconds = (self.options.seconds + 2).min(5);
+        let data = self.work.join("perf.data");
+        let url = url(variant.listener.port);
+        println!(
+            "bench: profiling Envoy {} for {seconds}s under wrk on {}",
+            envoy.pid(),
+            variant.id
+        );
+        let (recorded, load) = std::thread::scope(|scope| {
+            // The load runs a second past the recording at each end, so every sample is
+            // taken under it.
+            let load = scope.spawn(|| self.generators.wrk(&url, &variant.wrk_script, seconds + 2));
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let recorded = profile::record(&perf, envoy.pid(), seconds, &data);
+            (recorded, load.join())
+        });
+        recorded?;
+        let load = load.map_err(|_| Error::new("the wrk thread of the profile panicked"))??;
+        let raw = profile::report(&perf, &data)?;
+        let header = format!(
+            "Envoy (pid {}) under `wrk` on {} ({:.0} rps during the recording), commit `{}`, {}.\n\
+             `perf record -F {} -g -p <envoy> -- sleep {seconds}`; `perf report --no-children --sort dso,symbol`.",
+            envoy.pid(),
+            variant.id,
+            load.rps(),
+            git_describe(&self.root),
+            command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
+                .unwrap_or_default()
+                .trim(),
+            profile::FREQUENCY,
+        );
+        let text = profile::summarise(&raw, &header, profile::TOP_FRAMES);
+        let file = self.root.join(PROFILE_FILE);
+        write_file(&file, &text)?;
+        println!(
+            "bench: wrote {}",
+            file.strip_prefix(&self.root).unwrap_or(&file).display()
+        );
+        Ok(())
     }
 
     /// `--builds`: the filter at opt-levels z, s and 3, each with and without wasm-opt,
@@ -1100,6 +1263,51 @@ fn build_noop(root: &Path) -> Result<PathBuf> {
     Ok(target_dir(root).join("wasm32-unknown-unknown/release/rampart_noop_filter.wasm"))
 }
 
+fn build_floor(root: &Path) -> Result<PathBuf> {
+    println!("bench: building rampart-floor-filter for wasm32-unknown-unknown (release)");
+    process::run(
+        cargo()
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+            .args(["-p", "rampart-floor-filter"])
+            .current_dir(root),
+    )?;
+    Ok(target_dir(root).join("wasm32-unknown-unknown/release/rampart_floor_filter.wasm"))
+}
+
+/// Calls of `proxy_increment_metric` an op list makes per request (its `increment N`
+/// lines), so the harness can check the floor made them.
+fn floor_increments(ops: &str) -> u64 {
+    ops.lines()
+        .filter_map(|line| line.trim().strip_prefix("increment "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Checks that a floor variant made its calls: its counter moved by the op list's
+/// increments for every request wrk completed (requests cut off at the end of the run
+/// may add a few more, never fewer).
+fn check_floor(
+    variant: &Variant,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: u64,
+    problems: &mut Vec<String>,
+) {
+    let Some(per_request) = variant.floor_increments else {
+        return;
+    };
+    let delta = after
+        .get(FLOOR_COUNTER)
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(before.get(FLOOR_COUNTER).copied().unwrap_or(0));
+    if delta < per_request * requests {
+        problems.push(format!(
+            "{FLOOR_COUNTER} moved by {delta}, expected at least {per_request} × {requests} requests"
+        ));
+    }
+}
+
 fn build_filter_profile(root: &Path, profile: &str) -> Result<PathBuf> {
     println!("bench: building rampart-filter with profile {profile}");
     process::run(
@@ -1141,36 +1349,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Installs a Debian package (as root, or through sudo when not).
-fn apt_install(package: &str) -> Result<()> {
-    println!("bench: installing {package} from Debian (apt-get)");
-    let root_user = command_output(Command::new("id").arg("-u")).is_some_and(|id| id.trim() == "0");
-    let apt = |args: &[&str]| {
-        let mut cmd = if root_user {
-            Command::new("apt-get")
-        } else {
-            Command::new("sudo")
-        };
-        if !root_user {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        cmd
-    };
-    if process::run(&mut apt(&["install", "-y", package])).is_ok() {
-        return Ok(());
-    }
-    // A fresh machine may have no package lists yet.
-    process::run(&mut apt(&["update"]))?;
-    process::run(&mut apt(&["install", "-y", package]))
-}
-
 fn ensure_wrk() -> Result<PathBuf> {
     if let Some(wrk) = on_path("wrk") {
         println!("bench: wrk: {}", wrk.display());
         return Ok(wrk);
     }
-    apt_install("wrk")?;
+    install::debian("wrk", &["wrk"], || on_path("wrk").is_some())?;
     on_path("wrk").ok_or_else(|| Error::new("wrk is still missing after installing it"))
 }
 
@@ -1178,7 +1362,9 @@ fn ensure_wasm_opt() -> Result<PathBuf> {
     if let Some(path) = on_path("wasm-opt") {
         return Ok(path);
     }
-    apt_install("binaryen")?;
+    install::debian("binaryen (wasm-opt)", &["binaryen"], || {
+        install::answers("wasm-opt")
+    })?;
     on_path("wasm-opt")
         .ok_or_else(|| Error::new("wasm-opt is still missing after installing binaryen"))
 }
@@ -1205,10 +1391,11 @@ fn ensure_oha(root: &Path) -> Result<PathBuf> {
         .args(["--exists", "openssl"])
         .status()
         .is_ok_and(|status| status.success());
-    if !openssl_found {
-        apt_install("pkg-config")?;
-        apt_install("libssl-dev")?;
-    }
+    install::debian(
+        "OpenSSL headers (for oha)",
+        &["pkg-config", "libssl-dev"],
+        || openssl_found,
+    )?;
     println!("bench: oha {OHA_VERSION}: building from crates.io into {TOOLS_DIR} (once; several minutes)");
     process::run(
         cargo()
@@ -1272,8 +1459,12 @@ mod tests {
         let defaults = Options::parse(&[]).unwrap();
         assert_eq!(
             (defaults.rounds, defaults.seconds, defaults.builds),
-            (5, 4, false)
+            (5, 3, false)
         );
+        assert!(defaults.profile && !defaults.profile_only);
+        let profile = Options::parse(&["--profile".into()]).unwrap();
+        assert!(profile.profile_only);
+        assert!(!Options::parse(&["--no-profile".into()]).unwrap().profile);
         let quick = Options::parse(&["--quick".into()]).unwrap();
         assert_eq!((quick.rounds, quick.seconds), (1, 1));
         assert!(defaults.pin);
@@ -1327,6 +1518,50 @@ mod tests {
     }
 
     #[test]
+    fn the_floor_list_makes_rampart_s_calls_and_its_increments_are_counted() {
+        let ops = std::fs::read_to_string(crate::repo_root().join(FLOOR_FILE)).unwrap();
+        let calls: Vec<&str> = ops
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        // One read of every header (flags, sticky key), then the tier property, then the
+        // route header; node metadata is read once per VM, never per request.
+        assert_eq!(calls[0], "pairs");
+        assert_eq!(calls[1], "property metadata.filter_metadata.tenant.tier");
+        assert!(calls[2].starts_with("replace x-rampart-route "));
+        assert!(!ops.contains("property xds.node"));
+        assert_eq!(floor_increments("pairs\nincrement 3\n  increment 2\n"), 5);
+        assert_eq!(floor_increments(""), 0);
+    }
+
+    #[test]
+    fn floor_check_flags_runs_whose_counter_did_not_move_enough() {
+        let variant = Variant {
+            id: "A3floor",
+            description: "",
+            listener: Listener {
+                name: "a3floor".into(),
+                port: 1,
+                kind: Kind::RouterOnly,
+            },
+            expect: Expect::All("canary"),
+            requests: vec![],
+            counters: None,
+            drifts: false,
+            floor_increments: Some(3),
+            wrk_script: PathBuf::new(),
+        };
+        let stats = |n: u64| BTreeMap::from([(FLOOR_COUNTER.to_owned(), n)]);
+        let mut problems = Vec::new();
+        check_floor(&variant, &stats(10), &stats(3010), 1000, &mut problems);
+        check_floor(&variant, &stats(10), &stats(3040), 1000, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        check_floor(&variant, &stats(10), &stats(1010), 1000, &mut problems);
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
     fn a_missed_rate_is_a_problem_unless_the_variant_saturates_below_it() {
         let oha = OhaRun {
             responses: 8000,
@@ -1368,6 +1603,7 @@ mod tests {
             requests: vec![],
             counters: Some("p".into()),
             drifts: false,
+            floor_increments: None,
             wrk_script: PathBuf::new(),
         };
         let stats = |requests: u64, matched: u64, canary: u64| {
@@ -1439,7 +1675,7 @@ mod envoy_tests {
                 "no Envoy: RAMPART_ENVOY is unset and none is installed; run `cargo xtask test`",
             );
         let wasm = std::env::var_os("RAMPART_WASM").map_or_else(
-            || root.join("target/wasm32-unknown-unknown/release/rampart_filter.wasm"),
+            || root.join("target").join(tasks::SHIPPED_WASM),
             PathBuf::from,
         );
         assert!(
@@ -1454,6 +1690,10 @@ mod envoy_tests {
     fn the_variants_bootstrap_is_valid_for_envoy() {
         let root = crate::repo_root();
         let (envoy, wasm) = envoy_and_wasm(&root);
+        let floor_wasm = Some(
+            target_dir(&root).join("wasm32-unknown-unknown/release/rampart_floor_filter.wasm"),
+        )
+        .filter(|path| path.is_file());
         let work = std::env::temp_dir().join(format!("rampart-bench-test-{}", std::process::id()));
         std::fs::create_dir_all(&work).unwrap();
         let bench = Bench {
@@ -1462,7 +1702,10 @@ mod envoy_tests {
             envoy: envoy.clone(),
             rampart_wasm: wasm.clone(),
             // Validation only loads the module; any proxy-wasm filter stands in for the noop.
-            noop_wasm: wasm,
+            noop_wasm: wasm.clone(),
+            // The floor module if it was built (`cargo xtask bench` builds it), else the
+            // filter stands in for it too and only the floor's log lines go unchecked.
+            floor_wasm: floor_wasm.clone().unwrap_or(wasm),
             generators: Generators {
                 wrk: "wrk".into(),
                 oha: "oha".into(),
@@ -1477,7 +1720,7 @@ mod envoy_tests {
         let variants = bench.variants().unwrap();
         assert_eq!(
             variants.iter().map(|v| v.id).collect::<Vec<_>>(),
-            ["A0", "A1", "A2", "A3", "A3d", "A4"]
+            ["A0", "A0h", "A1", "A2min", "A2", "A3floor", "A3", "A3d", "A4"]
         );
         let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
         let config = work.join("envoy.yaml");
@@ -1500,5 +1743,9 @@ mod envoy_tests {
         );
         assert!(log.contains("rampart[bench-a3]: contract loaded"), "{log}");
         assert!(log.contains("rampart[bench-a3d]: contract loaded"), "{log}");
+        if floor_wasm.is_some() {
+            assert!(log.contains("floor: 0 host call(s) per request"), "{log}");
+            assert!(log.contains("floor: 5 host call(s) per request"), "{log}");
+        }
     }
 }

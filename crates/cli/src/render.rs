@@ -254,10 +254,7 @@ fn envoy(
             },
         }),
     );
-    envoy_debug_header(
-        contract,
-        &mut manager["route_config"]["virtual_hosts"][0],
-    );
+    envoy_debug_header(contract, &mut manager["route_config"]["virtual_hosts"][0]);
     let bootstrap = json!({
         // xDS sources, ECDS from a file included, need the node's identity.
         "node": { "id": args.node, "cluster": args.node },

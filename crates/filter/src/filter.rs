@@ -18,7 +18,7 @@ use rampart::{Plan, Source};
 use rampart_abi::{HeaderMap, LogLevel};
 
 use crate::host::{Host, Store};
-use crate::metrics::{Metrics, SafeModeMetrics};
+use crate::metrics::{Metrics, SafeModeMetrics, FLUSH_MS};
 
 /// What the host does with the request after the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,10 @@ impl State {
                     LogLevel::Error,
                     &format!("rampart: invalid contract, SAFE MODE (all requests to stable): {e}"),
                 );
-                State::SafeMode(SafeMode::new(&config, SafeModeMetrics::define(host)))
+                let safe = SafeMode::new(&config, SafeModeMetrics::define(host));
+                // Ticks flush the safe-mode count.
+                let _ = host.set_tick_period(FLUSH_MS);
+                State::SafeMode(safe)
             }
         }
     }
@@ -114,7 +117,9 @@ impl State {
     pub fn on_request_headers<H: Host>(&self, host: &mut H) -> Action {
         match self {
             State::SafeMode(safe) => {
-                safe.metrics.count(host);
+                safe.metrics.count();
+                // Whether the broken contract asked for it is unknown: recorded, so
+                // access logs and the debug header show why everything went stable.
                 let _ = host.set_filter_state(FILTER_STATE_KEY, safe.summary.as_bytes());
                 write_route_header(host, "rampart", &safe.route_header, &safe.stable_value)
             }
@@ -122,10 +127,20 @@ impl State {
         }
     }
 
-    /// Periodic work: merges the drift-pause counts.
+    /// Periodic work: hands the pending counts to Envoy, merges the drift-pause counts.
     pub fn on_tick<H: Host>(&self, host: &mut H) {
+        self.flush(host);
         if let State::Active(active) = self {
             active.tick_drift_pause(host);
+        }
+    }
+
+    /// Hands the pending counts to Envoy: on every tick, and when the configuration is
+    /// deleted so its last counts are not lost.
+    pub fn flush<H: Host>(&self, host: &mut H) {
+        match self {
+            State::Active(active) => active.metrics.flush(host),
+            State::SafeMode(safe) => safe.metrics.flush(host),
         }
     }
 
@@ -205,14 +220,16 @@ impl Active {
         if let Some(pause) = &self.drift_pause {
             pause.record(&decision);
         }
-        self.metrics.count(host, &decision);
+        self.metrics.count(&decision);
         if !decision.issues.is_empty() {
             self.log_drift(host, &decision);
         }
-        let mut summary = String::with_capacity(96 + self.tag.len());
-        decision.write_summary(plan, &mut summary);
-        summary.push_str(&self.tag);
-        let _ = host.set_filter_state(FILTER_STATE_KEY, summary.as_bytes());
+        if plan.record_decision {
+            let mut summary = String::with_capacity(96 + self.tag.len());
+            decision.write_summary(plan, &mut summary);
+            summary.push_str(&self.tag);
+            let _ = host.set_filter_state(FILTER_STATE_KEY, summary.as_bytes());
+        }
         let value = match decision.route {
             Route::Canary => &plan.canary_value,
             Route::Stable => &plan.stable_value,
@@ -275,6 +292,8 @@ impl Active {
         }
         let Some(pause) = &self.drift_pause else {
             self.metrics.set_drift_paused(host, false);
+            // Ticks flush the counts.
+            let _ = host.set_tick_period(FLUSH_MS);
             return;
         };
         let paused = match pause.start(&mut Store(host)) {
@@ -294,7 +313,10 @@ impl Active {
             );
         }
         self.metrics.set_drift_paused(host, paused);
-        let tick = u32::try_from(pause.policy().tick_ms()).unwrap_or(1000);
+        // The drift pause's tick flushes the counts too.
+        let tick = u32::try_from(pause.policy().tick_ms())
+            .unwrap_or(FLUSH_MS)
+            .min(FLUSH_MS);
         if host.set_tick_period(tick).is_err() {
             self.store_error(host, "starting the tick");
         }

@@ -5,11 +5,13 @@
 //! a filter that exported them all (as the SDK's dispatcher does) would pay for
 //! response, body, log and done callbacks it never uses. Exported:
 //!
-//! * `proxy_on_vm_start`, `proxy_on_configure`, `proxy_on_tick` — per VM/configuration;
+//! * `proxy_on_vm_start`, `proxy_on_configure`, `proxy_on_tick` (counts to Envoy,
+//!   the drift pause) — per VM or configuration;
 //! * `proxy_on_context_create` — ties a request to its configuration (several
 //!   configurations can share one VM);
 //! * `proxy_on_request_headers` — the decision;
-//! * `proxy_on_delete` — frees a finished configuration or an unfinished request.
+//! * `proxy_on_delete` — frees a finished configuration (flushing its counts) or a
+//!   request that never reached its headers.
 //!
 //! plus `malloc` and the ABI marker from [`rampart_abi`]. The per-request logic lives in
 //! [`filter`] over the [`host::Host`] trait and is unit-tested natively; an invalid
@@ -62,12 +64,15 @@ impl Vm {
         }
     }
 
-    /// Replaces a configuration's state.
-    fn configure(&mut self, root: u32, state: State) {
+    /// Replaces a configuration's state; returns the one replaced, if any.
+    fn configure(&mut self, root: u32, state: State) -> Option<Rc<State>> {
         let state = Rc::new(state);
         match self.roots.iter_mut().find(|(r, _)| *r == root) {
-            Some((_, slot)) => *slot = state,
-            None => self.roots.push((root, state)),
+            Some((_, slot)) => Some(std::mem::replace(slot, state)),
+            None => {
+                self.roots.push((root, state));
+                None
+            }
         }
     }
 
@@ -77,14 +82,15 @@ impl Vm {
         Some(self.streams.remove(at).1)
     }
 
-    /// A finished context: a configuration that is gone, or a request that never
-    /// reached its headers.
-    fn delete(&mut self, id: u32) {
+    /// A finished context: a request that never reached its headers, or a
+    /// configuration that is gone (returned, so its last counts can be flushed).
+    fn delete(&mut self, id: u32) -> Option<Rc<State>> {
         if let Ok(at) = self.streams.binary_search_by_key(&id, |(s, _)| *s) {
             self.streams.remove(at);
-        } else {
-            self.roots.retain(|(r, _)| *r != id);
+            return None;
         }
+        let at = self.roots.iter().position(|(r, _)| *r == id)?;
+        Some(self.roots.remove(at).1)
     }
 
     /// The state for a request whose context was not seen being created: the only
@@ -125,7 +131,9 @@ pub extern "C" fn proxy_on_vm_start(_root: u32, _vm_configuration_size: usize) -
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usize) -> bool {
     let state = State::configure(&mut Envoy);
-    with_vm(|vm| vm.configure(root, state));
+    if let Some(Some(old)) = with_vm(|vm| vm.configure(root, state)) {
+        old.flush(&mut Envoy);
+    }
     true
 }
 
@@ -151,13 +159,17 @@ pub extern "C" fn proxy_on_request_headers(id: u32, _headers: usize, _end_of_str
     action as u32
 }
 
-/// Called when a context is done with, requests and configurations alike.
+/// Called when a context is done with, requests and configurations alike. A deleted
+/// configuration hands its last counts to Envoy.
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(id: u32) {
-    with_vm(|vm| vm.delete(id));
+    if let Some(Some(state)) = with_vm(|vm| vm.delete(id)) {
+        state.flush(&mut Envoy);
+    }
 }
 
-/// The drift pause's periodic merge (ticks are only asked for when a contract has one).
+/// Per configuration, every [`metrics::FLUSH_MS`] at most: counts to Envoy, the drift
+/// pause's merge.
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root: u32) {
     if let Some(Some(state)) = with_vm(|vm| vm.root(root).cloned()) {

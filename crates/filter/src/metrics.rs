@@ -1,7 +1,19 @@
-//! Counters and gauges, defined once per configuration and then only incremented.
+//! Counters and gauges, defined once per configuration; counts kept in VM memory and
+//! added to Envoy's counters once per tick.
+//!
+//! Every host call is a crossing between Envoy and the VM, and a request counts three
+//! to five counters: adding each in Envoy at once would cost more than the decision
+//! itself. So a request only adds to this VM's pending counts ([`Counter`] cells), and
+//! [`flush`](Metrics::flush) hands them to Envoy — one call per counter that moved —
+//! on the configuration's tick ([`FLUSH_MS`]) and when the configuration is deleted
+//! (replaced by a new one, or its listener removed), so no count is lost while Envoy
+//! runs. `/stats` lags by at most one tick; readers (the CLI's gates, the tests) wait
+//! for the counts rather than expecting them at once.
 //!
 //! The names come from [`rampart::metrics`], which the CLI's gates read too; Envoy
 //! shows them under its `wasmcustom.` prefix in `/stats`.
+
+use std::cell::Cell;
 
 use rampart::decide::{Decision, Issue, Reason, Route};
 use rampart::metrics::{
@@ -12,39 +24,59 @@ use rampart_abi::MetricType;
 
 use crate::host::Host;
 
-/// Per-input counter ids, in [`FieldCounter::ALL`] order.
-type FieldIds = [Option<u32>; 3];
+/// How often pending counts reach Envoy: often enough for any scrape or gate, rarely
+/// enough to cost nothing per request.
+pub const FLUSH_MS: u32 = 1000;
+
+/// One counter: Envoy's id (none if the host refused to define it) and the count not
+/// yet added there.
+struct Slot {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Slot {
+    fn define<H: Host>(host: &mut H, name: &str) -> Slot {
+        Slot {
+            id: host.define_metric(MetricType::Counter, name),
+            pending: Cell::new(0),
+        }
+    }
+
+    fn bump(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush<H: Host>(&self, host: &mut H) {
+        let pending = self.pending.replace(0);
+        if let (Some(id), true) = (self.id, pending > 0) {
+            host.increment(id, pending);
+        }
+    }
+}
 
 /// Every metric of one contract.
 pub struct Metrics {
-    /// Counter ids, in [`Counter::ALL`] order.
-    counters: [Option<u32>; 11],
-    fields: Vec<FieldIds>,
+    /// In [`Counter::ALL`] order.
+    counters: Vec<Slot>,
+    /// Per input, in [`FieldCounter::ALL`] order.
+    fields: Vec<[Slot; 3]>,
     drift_paused: Option<u32>,
 }
 
 impl Metrics {
     /// Defines the contract's metrics and sets its gauges.
     pub fn define<H: Host>(host: &mut H, plan: &Plan) -> Metrics {
-        let mut counters = [None; 11];
-        for (slot, counter) in counters.iter_mut().zip(Counter::ALL) {
-            *slot = host.define_metric(
-                MetricType::Counter,
-                &contract_metric(&plan.name, counter.name()),
-            );
-        }
+        let counters = Counter::ALL
+            .iter()
+            .map(|c| Slot::define(host, &contract_metric(&plan.name, c.name())))
+            .collect();
         let fields = plan
             .inputs
             .iter()
             .map(|input| {
-                let mut ids = [None; 3];
-                for (slot, counter) in ids.iter_mut().zip(FieldCounter::ALL) {
-                    *slot = host.define_metric(
-                        MetricType::Counter,
-                        &field_metric(&plan.name, &input.name, counter),
-                    );
-                }
-                ids
+                FieldCounter::ALL
+                    .map(|c| Slot::define(host, &field_metric(&plan.name, &input.name, c)))
             })
             .collect();
         let gauge = |host: &mut H, gauge: Gauge| {
@@ -70,59 +102,68 @@ impl Metrics {
         record(host, self.drift_paused, u64::from(paused));
     }
 
-    fn counter(&self, counter: Counter) -> Option<u32> {
-        let at = Counter::ALL.iter().position(|&c| c == counter)?;
-        self.counters.get(at).copied().flatten()
+    fn bump(&self, counter: Counter) {
+        if let Some(at) = Counter::ALL.iter().position(|&c| c == counter) {
+            if let Some(slot) = self.counters.get(at) {
+                slot.bump();
+            }
+        }
     }
 
-    /// Counts one decision: `requests`, its side and its reason, and on drift the
-    /// fields concerned.
-    pub fn count<H: Host>(&self, host: &mut H, decision: &Decision) {
-        bump(host, self.counter(Counter::Requests));
-        bump(
-            host,
-            self.counter(match decision.route {
-                Route::Canary => Counter::Canary,
-                Route::Stable => Counter::Stable,
-                Route::Reject => Counter::Rejected,
-            }),
-        );
-        let reason = match decision.reason {
-            Reason::Match => Some(Counter::Match),
-            Reason::Drift => Some(Counter::Drift),
-            Reason::Missing => Some(Counter::Missing),
-            Reason::Unkeyed => Some(Counter::Unkeyed),
-            Reason::Paused | Reason::DriftPaused => Some(Counter::Paused),
-            Reason::InvalidContract => None,
-        };
-        if let Some(reason) = reason {
-            bump(host, self.counter(reason));
+    /// Counts one decision in VM memory: `requests`, its side and its reason, and on
+    /// drift the fields concerned. No host call.
+    pub fn count(&self, decision: &Decision) {
+        self.bump(Counter::Requests);
+        self.bump(match decision.route {
+            Route::Canary => Counter::Canary,
+            Route::Stable => Counter::Stable,
+            Route::Reject => Counter::Rejected,
+        });
+        match decision.reason {
+            Reason::Match => self.bump(Counter::Match),
+            Reason::Drift => self.bump(Counter::Drift),
+            Reason::Missing => self.bump(Counter::Missing),
+            Reason::Unkeyed => self.bump(Counter::Unkeyed),
+            Reason::Paused | Reason::DriftPaused => self.bump(Counter::Paused),
+            Reason::InvalidContract => {}
         }
         if decision.observed {
-            bump(host, self.counter(Counter::Observed));
+            self.bump(Counter::Observed);
         }
         let mut any_invalid = false;
         for issue in &decision.issues {
-            let field = issue.input.and_then(|ix| self.fields.get(ix));
             let kind = match issue.issue {
-                Issue::Drift { .. } => 0,
-                Issue::Missing => 1,
+                Issue::Drift { .. } => FieldCounter::Drift,
+                Issue::Missing => FieldCounter::Missing,
                 Issue::Invalid(_) => {
                     any_invalid = true;
-                    2
+                    FieldCounter::Invalid
                 }
             };
-            bump(host, field.and_then(|ids| ids.get(kind).copied().flatten()));
+            let slot = issue
+                .input
+                .and_then(|ix| self.fields.get(ix))
+                .and_then(|slots| {
+                    slots
+                        .iter()
+                        .zip(FieldCounter::ALL)
+                        .find(|(_, c)| *c == kind)
+                })
+                .map(|(slot, _)| slot);
+            if let Some(slot) = slot {
+                slot.bump();
+            }
         }
         if any_invalid {
-            bump(host, self.counter(Counter::InvalidInput));
+            self.bump(Counter::InvalidInput);
         }
     }
-}
 
-fn bump<H: Host>(host: &mut H, metric: Option<u32>) {
-    if let Some(id) = metric {
-        host.increment(id, 1);
+    /// Adds the pending counts to Envoy's counters: one call per counter that moved.
+    pub fn flush<H: Host>(&self, host: &mut H) {
+        for slot in self.counters.iter().chain(self.fields.iter().flatten()) {
+            slot.flush(host);
+        }
     }
 }
 
@@ -134,16 +175,18 @@ fn record<H: Host>(host: &mut H, metric: Option<u32>, value: u64) {
 
 /// Metrics of safe mode, which has no trustworthy contract name.
 pub struct SafeModeMetrics {
-    requests: Option<u32>,
+    requests: Option<Slot>,
 }
 
 impl SafeModeMetrics {
-    /// Defines them and counts the failed configuration load.
+    /// Defines them and counts the failed configuration load (at once: it is rare and
+    /// an operator looks for it).
     pub fn define<H: Host>(host: &mut H) -> SafeModeMetrics {
-        let invalid = host.define_metric(MetricType::Counter, INVALID_CONFIG);
-        bump(host, invalid);
+        if let Some(id) = host.define_metric(MetricType::Counter, INVALID_CONFIG) {
+            host.increment(id, 1);
+        }
         SafeModeMetrics {
-            requests: host.define_metric(MetricType::Counter, SAFE_MODE),
+            requests: Some(Slot::define(host, SAFE_MODE)),
         }
     }
 
@@ -152,8 +195,17 @@ impl SafeModeMetrics {
         SafeModeMetrics { requests: None }
     }
 
-    /// Counts one request routed in safe mode.
-    pub fn count<H: Host>(&self, host: &mut H) {
-        bump(host, self.requests);
+    /// Counts one request routed in safe mode, in VM memory.
+    pub fn count(&self) {
+        if let Some(slot) = &self.requests {
+            slot.bump();
+        }
+    }
+
+    /// Adds the pending count to Envoy's counter.
+    pub fn flush<H: Host>(&self, host: &mut H) {
+        if let Some(slot) = &self.requests {
+            slot.flush(host);
+        }
     }
 }

@@ -7,10 +7,10 @@ use rampart::bucket::bucket;
 use rampart_abi::{serialize_map, LogLevel, MetricType};
 
 use super::filter::{header_value, Action, State};
-use rampart::decide::FILTER_STATE_KEY;
 use super::host::Host;
 use super::Vm;
 use rampart::decide::HostError;
+use rampart::decide::FILTER_STATE_KEY;
 
 const CONTRACT: &str = include_str!("../../../examples/contract.json");
 const TIER_PATH: &[u8] = b"metadata\0filter_metadata\0tenant\0tier";
@@ -29,7 +29,7 @@ enum Call {
     RemoveRequestHeader(String),
     SetFilterState(String),
     DefineMetric(String),
-    Increment(String),
+    Increment(String, u64),
     Record(String, u64),
     Now,
     SetTickPeriod(u32),
@@ -72,11 +72,15 @@ impl Fake {
         self.calls.clear();
     }
 
-    fn count(&self, name: &str) -> usize {
+    /// What the calls so far added to counter `name`.
+    fn count(&self, name: &str) -> u64 {
         self.calls
             .iter()
-            .filter(|c| matches!(c, Call::Increment(n) if n == name))
-            .count()
+            .filter_map(|c| match c {
+                Call::Increment(n, by) if n == name => Some(*by),
+                _ => None,
+            })
+            .sum()
     }
 
     fn route(&self) -> Option<&str> {
@@ -158,9 +162,8 @@ impl Host for Fake {
     }
 
     fn increment(&mut self, metric: u32, by: u64) {
-        assert_eq!(by, 1);
         let name = self.metrics[metric as usize].clone();
-        self.calls.push(Call::Increment(name));
+        self.calls.push(Call::Increment(name, by));
     }
 
     fn record(&mut self, metric: u32, value: u64) {
@@ -230,10 +233,13 @@ fn contract_with(from: &str, to: &str) -> String {
     CONTRACT.replacen(from, to, 1)
 }
 
-const PER_REQUEST_MATCH: usize = 7;
+/// Host calls of a matching request of the example contract: one header-map read, one
+/// dynamic-metadata read, the decision in filter state (its debug header asks for it),
+/// the route header. Counting costs none.
+const PER_REQUEST_MATCH: usize = 4;
 
 #[test]
-fn a_matching_request_costs_one_header_read_one_metadata_read_three_counts_and_two_writes() {
+fn a_matching_request_costs_one_header_read_one_metadata_read_and_two_writes() {
     let (mut host, state) = configured(CONTRACT);
     let alice = user(true);
     // The first request also fetches the node property, once per VM.
@@ -247,9 +253,6 @@ fn a_matching_request_costs_one_header_read_one_metadata_read_three_counts_and_t
         vec![
             Call::RequestHeaders,
             Call::Property(TIER_PATH.to_vec()),
-            Call::Increment("rampart.checkout-v2.requests".into()),
-            Call::Increment("rampart.checkout-v2.canary".into()),
-            Call::Increment("rampart.checkout-v2.match".into()),
             Call::SetFilterState(host.filter_state().unwrap_or_default().to_owned()),
             Call::SetRequestHeader("x-rampart-route".into(), "canary".into()),
         ]
@@ -262,6 +265,80 @@ fn a_matching_request_costs_one_header_read_one_metadata_read_three_counts_and_t
 }
 
 #[test]
+fn counts_reach_envoy_on_the_tick_one_call_per_counter_that_moved() {
+    let (mut host, state) = configured(CONTRACT);
+    let (alice, bob) = (user(true), user(false));
+    for user in [&alice, &bob, &alice] {
+        host.request(&[("x-user-config", FLAGS), ("x-user-id", user)]);
+        state.on_request_headers(&mut host);
+        assert_eq!(
+            host.count("rampart.checkout-v2.requests"),
+            0,
+            "not per request"
+        );
+    }
+    host.request(&[("x-user-config", "{}"), ("x-user-id", &alice)]);
+    state.on_request_headers(&mut host);
+    host.calls.clear();
+    state.on_tick(&mut host);
+    let c = |name: &str| host.count(&format!("rampart.checkout-v2.{name}"));
+    assert_eq!(
+        (
+            c("requests"),
+            c("canary"),
+            c("stable"),
+            c("match"),
+            c("drift")
+        ),
+        (4, 2, 2, 3, 1)
+    );
+    assert_eq!(c("field.flags.drift"), 1);
+    // requests, canary, stable, match, drift, field.flags.drift: six calls for four
+    // requests, and none at all on a tick with nothing to add.
+    assert_eq!(host.calls.len(), 6, "{:?}", host.calls);
+    host.calls.clear();
+    state.on_tick(&mut host);
+    assert!(host.calls.is_empty(), "{:?}", host.calls);
+}
+
+#[test]
+fn a_deleted_configuration_hands_its_last_counts_to_envoy() {
+    let mut vm = Vm::default();
+    vm.create(1, 0);
+    let (mut host, state) = configured(CONTRACT);
+    assert!(
+        vm.configure(1, state).is_some(),
+        "replaces the unconfigured state"
+    );
+    vm.create(2, 1);
+    host.request(&[("x-user-config", FLAGS), ("x-user-id", "u")]);
+    vm.take_stream(2).unwrap().on_request_headers(&mut host);
+    let deleted = vm.delete(1).expect("a configuration");
+    deleted.flush(&mut host);
+    assert_eq!(host.count("rampart.checkout-v2.requests"), 1);
+}
+
+#[test]
+fn the_decision_is_recorded_only_when_the_contract_asks_for_it() {
+    let quiet = contract_with(r#""response_header": "x-rampart-decision","#, "");
+    let recorded = contract_with(
+        r#""response_header": "x-rampart-decision","#,
+        r#""filter_state": true,"#,
+    );
+    for (contract, calls) in [
+        (quiet, PER_REQUEST_MATCH - 1),
+        (recorded, PER_REQUEST_MATCH),
+    ] {
+        let (mut host, state) = configured(&contract);
+        for _ in 0..2 {
+            host.request(&[("x-user-config", FLAGS), ("x-user-id", "u")]);
+            state.on_request_headers(&mut host);
+        }
+        assert_eq!(host.calls.len(), calls, "{:?}", host.calls);
+    }
+}
+
+#[test]
 fn every_path_makes_a_known_number_of_host_calls() {
     let bob = user(false);
     // (contract, headers, tier, expected route, calls on a second request)
@@ -269,7 +346,14 @@ fn every_path_makes_a_known_number_of_host_calls() {
     let reject = contract_with(r#""on_drift": "stable""#, r#""on_drift": "reject""#);
     let paused = contract_with(r#""paused": false"#, r#""paused": true"#);
     let unkeyed: &[(&str, &str)] = &[("x-user-config", FLAGS)];
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Option<&str>, usize)> = vec![
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Option<&'a str>,
+        usize,
+    );
+    let cases: Vec<Case> = vec![
         (
             "match (stable side)",
             CONTRACT.to_owned(),
@@ -277,13 +361,13 @@ fn every_path_makes_a_known_number_of_host_calls() {
             Some("stable"),
             PER_REQUEST_MATCH,
         ),
-        // Drift: + the field counter and the clock of the rate-limited log.
+        // Drift: + the clock of the rate-limited log.
         (
             "drift",
             CONTRACT.to_owned(),
             vec![("x-user-config", drifted), ("x-user-id", &bob)],
             Some("stable"),
-            PER_REQUEST_MATCH + 2,
+            PER_REQUEST_MATCH + 1,
         ),
         // Reject: a local reply instead of the route header.
         (
@@ -291,7 +375,7 @@ fn every_path_makes_a_known_number_of_host_calls() {
             reject,
             vec![("x-user-config", drifted), ("x-user-id", &bob)],
             None,
-            PER_REQUEST_MATCH + 2,
+            PER_REQUEST_MATCH + 1,
         ),
         (
             "unkeyed",
@@ -342,25 +426,37 @@ fn the_drift_log_is_rate_limited_per_interval() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("flags=drift(observed sha256:"));
     assert!(!lines[0].contains("USD") && !lines[0].contains("false"));
-    assert_eq!(host.count("rampart.checkout-v2.field.flags.drift"), 1);
+    state.on_tick(&mut host);
+    assert_eq!(host.count("rampart.checkout-v2.field.flags.drift"), 3);
 }
 
 #[test]
-fn safe_mode_costs_a_count_a_state_write_and_the_route_header() {
+fn safe_mode_costs_a_state_write_and_the_route_header() {
     let mut host = Fake::new(r#"{"contract": "x", "ramp": {"percent": 500}}"#);
     let state = State::configure(&mut host);
     assert!(matches!(state, State::SafeMode(_)));
     assert!(host.logs.iter().any(|l| l.contains("SAFE MODE")));
     assert_eq!(host.count("rampart.invalid_config"), 1);
-    host.request(&[("x-rampart-route", "canary")]);
-    state.on_request_headers(&mut host);
+    assert!(
+        host.calls.contains(&Call::SetTickPeriod(1000)),
+        "ticks flush the count"
+    );
+    for _ in 0..2 {
+        host.request(&[("x-rampart-route", "canary")]);
+        state.on_request_headers(&mut host);
+    }
     assert_eq!(
         host.calls,
         vec![
-            Call::Increment("rampart.safe_mode".into()),
             Call::SetFilterState("route=stable reason=invalid_contract".into()),
             Call::SetRequestHeader("x-rampart-route".into(), "stable".into()),
         ]
+    );
+    state.on_tick(&mut host);
+    assert_eq!(
+        host.count("rampart.safe_mode"),
+        2,
+        "both requests, in one call"
     );
 }
 

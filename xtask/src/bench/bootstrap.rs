@@ -25,6 +25,9 @@ pub const TIER: &str = "gold";
 pub enum Kind {
     /// A0: the router alone, one `direct_response` route.
     RouterOnly,
+    /// A0h: the router behind `header_to_metadata`, with the wasm variants' route table:
+    /// what every wasm filter of the benchmark sits on.
+    HeaderToMetadata,
     /// A1: the route table matches the config and tier headers exactly and sets the route header.
     NativeMatch {
         /// The tested config header value, matched byte for byte.
@@ -34,6 +37,15 @@ pub enum Kind {
     Noop {
         /// The noop filter module.
         wasm: PathBuf,
+    },
+    /// A2min / A3floor: the floor module making the host calls its op list names.
+    Floor {
+        /// The floor module.
+        wasm: PathBuf,
+        /// VM id, one per floor listener, so each VM holds one root context.
+        vm_id: String,
+        /// The op list (plugin configuration), one host call per line.
+        ops: String,
     },
     /// A3 / A3d / builds: Rampart with the benchmark contract.
     Rampart {
@@ -107,6 +119,11 @@ fn render_listener(out: &mut String, listener: &Listener) {
     );
     match &listener.kind {
         Kind::RouterOnly | Kind::NativeMatch { .. } => {}
+        Kind::HeaderToMetadata => header_to_metadata(out),
+        Kind::Floor { wasm, vm_id, ops } => {
+            header_to_metadata(out);
+            wasm_filter(out, &listener.name, vm_id, wasm, ops);
+        }
         Kind::Noop { wasm } => {
             header_to_metadata(out);
             wasm_filter(out, "noop", "noop", wasm, "{}");
@@ -171,7 +188,7 @@ fn render_listener(out: &mut String, listener: &Listener) {
             route(out, Some(&canary_match()), "canary", &metadata);
             route(out, None, "stable", &metadata);
         }
-        Kind::Noop { .. } | Kind::Rampart { .. } => {
+        Kind::HeaderToMetadata | Kind::Floor { .. } | Kind::Noop { .. } | Kind::Rampart { .. } => {
             route(out, Some(&canary_match()), "canary", "");
             route(out, None, "stable", "");
         }
@@ -299,5 +316,39 @@ mod tests {
         assert!(yaml.contains("stat_prefix: a4"));
         assert!(yaml.contains("                  function envoy_on_request(h)\n"));
         assert_eq!(yaml.matches("direct_response").count(), 3);
+    }
+
+    #[test]
+    fn floor_listeners_get_their_ops_and_the_wasm_route_table() {
+        let listeners = [
+            Listener {
+                name: "a0h".into(),
+                port: 4100,
+                kind: Kind::HeaderToMetadata,
+            },
+            Listener {
+                name: "a2min".into(),
+                port: 4101,
+                kind: Kind::Floor {
+                    wasm: "floor.wasm".into(),
+                    vm_id: "floor-a2min".into(),
+                    ops: String::new(),
+                },
+            },
+            Listener {
+                name: "a3floor".into(),
+                port: 4102,
+                kind: Kind::Floor {
+                    wasm: "floor.wasm".into(),
+                    vm_id: "floor-a3floor".into(),
+                    ops: "pairs\nincrement 3\n".into(),
+                },
+            },
+        ];
+        let yaml = render(4000, &listeners);
+        assert_eq!(yaml.matches("header_to_metadata.v3.Config").count(), 3);
+        assert_eq!(yaml.matches("string_match: { exact: canary }").count(), 3);
+        assert!(yaml.contains("vm_id: floor-a2min"));
+        assert!(yaml.contains("                    pairs\n                    increment 3\n"));
     }
 }
