@@ -224,11 +224,38 @@ pub enum Issue {
     Invalid(DecodeError),
 }
 
-/// An issue and the input it concerns.
+/// What a [`FieldIssue`] concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An input: its index into [`Plan::inputs`].
+    Input(usize),
+    /// The whole snapshot (`lock.snapshot`), which did not match as a whole.
+    Snapshot,
+    /// The sticky key (`ramp.sticky`), longer than `limits.max_input_bytes`.
+    StickyKey,
+}
+
+impl Subject {
+    /// The name reports use: the input's, `*` for the snapshot, [`STICKY_KEY_NAME`]
+    /// for the sticky key.
+    pub fn name(self, plan: &Plan) -> &str {
+        match self {
+            Subject::Input(ix) => plan.inputs.get(ix).map_or("*", |i| i.name.as_str()),
+            Subject::Snapshot => "*",
+            Subject::StickyKey => STICKY_KEY_NAME,
+        }
+    }
+}
+
+/// How reports name the sticky key: the contract field, which no input name (only
+/// `a-z`, `0-9`, `_`) can spell.
+pub const STICKY_KEY_NAME: &str = "ramp.sticky";
+
+/// An issue and what it concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldIssue {
-    /// Index into [`Plan::inputs`]; `None` for a whole-snapshot mismatch.
-    pub input: Option<usize>,
+    /// The input, the snapshot or the sticky key.
+    pub subject: Subject,
     /// What was wrong.
     pub issue: Issue,
 }
@@ -249,14 +276,10 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Names of inputs with an issue, in canonical order (`*` for the whole snapshot).
+    /// Names of inputs with an issue, in canonical order (`*` for the whole snapshot,
+    /// [`STICKY_KEY_NAME`] last for an oversized sticky key).
     pub fn field_names<'a>(&'a self, plan: &'a Plan) -> impl Iterator<Item = &'a str> + 'a {
-        self.issues
-            .iter()
-            .map(move |i| match i.input.and_then(|ix| plan.inputs.get(ix)) {
-                Some(input) => input.name.as_str(),
-                None => "*",
-            })
+        self.issues.iter().map(move |i| i.subject.name(plan))
     }
 
     /// One-line summary, for filter state and the debug header:
@@ -313,12 +336,18 @@ impl Decision {
             if n > 0 {
                 out.push(' ');
             }
-            let input = fi.input.and_then(|ix| plan.inputs.get(ix));
-            let name = input.map_or("snapshot", |i| i.name.as_str());
-            let locked = match (input, plan.compare) {
-                (Some(i), _) => i.locked,
-                (None, Compare::Snapshot(d)) => Some(d),
-                (None, Compare::Fields) => None,
+            let input = match fi.subject {
+                Subject::Input(ix) => plan.inputs.get(ix),
+                Subject::Snapshot | Subject::StickyKey => None,
+            };
+            let name = match fi.subject {
+                Subject::Snapshot => "snapshot",
+                subject => subject.name(plan),
+            };
+            let locked = match (input, fi.subject, plan.compare) {
+                (Some(i), _, _) => i.locked,
+                (None, Subject::Snapshot, Compare::Snapshot(d)) => Some(d),
+                _ => None,
             };
             let _ = match fi.issue {
                 Issue::Drift { observed } => match locked {
@@ -378,9 +407,28 @@ fn decide_inner<R: Request>(
             issues: Vec::new(),
         };
     }
-    let issues = match plan.compare {
+    let mut issues = match plan.compare {
         Compare::Fields => compare_fields(plan, request, cache),
         Compare::Snapshot(locked) => compare_snapshot(plan, locked, request),
+    };
+    // The sticky key is read only when it can still matter: a request already sent to
+    // `on_drift` needs no bucket (and makes no host call for one).
+    let bucket = if issues.is_empty() || plan.on_drift == OnDrift::Observe {
+        match sticky_bucket(plan, request) {
+            StickyKey::Bucket(bucket) => Some(bucket),
+            StickyKey::Absent => None,
+            StickyKey::TooLarge => {
+                // As for an input: too long to read is drift, so an oversized key
+                // can neither escape `on_drift: reject` nor take the `unkeyed` side.
+                issues.push(FieldIssue {
+                    subject: Subject::StickyKey,
+                    issue: Issue::Invalid(DecodeError::TooLarge),
+                });
+                None
+            }
+        }
+    } else {
+        None
     };
     let reason = if issues.iter().any(|i| !matches!(i.issue, Issue::Missing)) {
         Reason::Drift
@@ -403,7 +451,7 @@ fn decide_inner<R: Request>(
         };
     }
     let observed = reason != Reason::Match;
-    match sticky_bucket(plan, request) {
+    match bucket {
         Some(bucket) => {
             let side = if crate::bucket::is_canary(bucket, plan.threshold) {
                 Route::Canary
@@ -433,14 +481,28 @@ fn decide_inner<R: Request>(
     }
 }
 
-/// The request's sticky bucket, or `None` when it has no usable key.
-fn sticky_bucket<R: Request>(plan: &Plan, request: &mut R) -> Option<u16> {
-    let key = request.read(&plan.sticky).ok().flatten()?;
+/// What the request's sticky key gave.
+enum StickyKey {
+    /// The key's bucket.
+    Bucket(u16),
+    /// No key: absent, empty or unreadable (the `unkeyed` side).
+    Absent,
+    /// Longer than `limits.max_input_bytes`: drift, like an oversized input.
+    TooLarge,
+}
+
+fn sticky_bucket<R: Request>(plan: &Plan, request: &mut R) -> StickyKey {
+    let Ok(Some(key)) = request.read(&plan.sticky) else {
+        return StickyKey::Absent;
+    };
     let key = key.as_ref();
-    if key.is_empty() || key.len() > plan.limits.max_input_bytes {
-        return None;
+    if key.is_empty() {
+        StickyKey::Absent
+    } else if key.len() > plan.limits.max_input_bytes {
+        StickyKey::TooLarge
+    } else {
+        StickyKey::Bucket(plan.salt.bucket(key))
     }
-    Some(plan.salt.bucket(key))
 }
 
 /// Decodes what was read for one input; `Ok(None)` means missing.
@@ -520,7 +582,7 @@ fn compare_fields<R: Request>(
             Err(e) => Issue::Invalid(e),
         };
         issues.push(FieldIssue {
-            input: Some(ix),
+            subject: Subject::Input(ix),
             issue,
         });
     }
@@ -543,11 +605,11 @@ fn compare_snapshot<R: Request>(plan: &Plan, locked: Digest, request: &mut R) ->
                 value.write_canonical(&mut h);
             }
             Ok(None) => issues.push(FieldIssue {
-                input: Some(ix),
+                subject: Subject::Input(ix),
                 issue: Issue::Missing,
             }),
             Err(e) => issues.push(FieldIssue {
-                input: Some(ix),
+                subject: Subject::Input(ix),
                 issue: Issue::Invalid(e),
             }),
         }
@@ -557,7 +619,7 @@ fn compare_snapshot<R: Request>(plan: &Plan, locked: Digest, request: &mut R) ->
         let observed = h.finish();
         if observed != locked {
             issues.push(FieldIssue {
-                input: None,
+                subject: Subject::Snapshot,
                 issue: Issue::Drift { observed },
             });
         }
@@ -884,12 +946,29 @@ mod tests {
             bad_utf8.issues[0].issue,
             Issue::Invalid(DecodeError::InvalidUtf8)
         );
-        // An oversized sticky key means no key.
+        // An oversized sticky key is drift too, named in the report; a key at the
+        // limit is a key.
         let long_key = "u".repeat(65);
+        let d = decide(&plan, &mut matching(&long_key));
         assert_eq!(
-            decide(&plan, &mut matching(&long_key)).reason,
-            Reason::Unkeyed
+            (d.route, d.reason, d.bucket),
+            (Route::Stable, Reason::Drift, None)
         );
+        assert_eq!(
+            d.issues,
+            [FieldIssue {
+                subject: Subject::StickyKey,
+                issue: Issue::Invalid(DecodeError::TooLarge)
+            }]
+        );
+        assert_eq!(d.drift_report(&plan), "ramp.sticky=invalid(too_large)");
+        assert_eq!(
+            d.summary(&plan),
+            "route=stable reason=drift fields=ramp.sticky"
+        );
+        let at_limit = decide(&plan, &mut matching(&"u".repeat(64)));
+        assert_eq!(at_limit.reason, Reason::Match);
+        assert!(at_limit.bucket.is_some());
     }
 
     #[test]

@@ -330,17 +330,41 @@ fn repeated_and_oversized_headers() {
         .contains(&format!("bucket={joined}")));
     h.count(&["requests", side, "match"]);
 
-    // A sticky key longer than max_input_bytes is no key: unkeyed, to stable.
+    // A sticky key longer than max_input_bytes is drift, named as the contract field.
     let long_key = "k".repeat(8193);
+    let long_key_request = raw(&[
+        &line("x-user-id", &long_key),
+        &flags_line,
+        b"x-tenant-tier: gold",
+    ]);
     h.expect(
         "8193-byte sticky key",
+        &long_key_request,
+        "stable",
+        "drift",
+        &["invalid_input"],
+    );
+    let r = get_raw(h.envoy.addr("main"), &long_key_request);
+    h.check("8193-byte sticky key, again", &r, "stable", "drift");
+    let decision = r.header("x-rampart-decision").unwrap_or_default();
+    assert!(
+        decision.starts_with("route=stable reason=drift fields=ramp.sticky "),
+        "{decision}"
+    );
+    h.count(&["requests", "stable", "drift", "invalid_input"]);
+    // A key at the limit is a key.
+    let at_limit = "k".repeat(8192);
+    let bucket = rampart::bucket::bucket("checkout-v2", at_limit.as_bytes());
+    let side = if bucket < 3000 { "canary" } else { "stable" };
+    h.expect(
+        "8192-byte sticky key",
         &raw(&[
-            &line("x-user-id", &long_key),
+            &line("x-user-id", &at_limit),
             &flags_line,
             b"x-tenant-tier: gold",
         ]),
-        "stable",
-        "unkeyed",
+        side,
+        "match",
         &[],
     );
     // Absent and empty sticky keys.
@@ -603,6 +627,58 @@ fn forged_headers_go_to_stable_when_paused_rejected_or_in_safe_mode() {
     assert_eq!(h.envoy.counter("cluster.canary.upstream_rq_total"), 0);
     assert_eq!(wasm_health(&h.envoy), h.health);
     assert_no_vm_failure(&h.envoy);
+}
+
+#[test]
+fn an_oversized_sticky_key_never_escapes_reject_nor_takes_the_unkeyed_side() {
+    let long_key = line("x-user-id", &"k".repeat(8193));
+    let flags_line = line("x-user-config", FLAGS);
+    let request = raw(&[&long_key, &flags_line, b"x-tenant-tier: gold"]);
+
+    // `on_drift: reject`: the oversized key is drift, so the request is refused.
+    let mut reject = example_contract();
+    reject["on_drift"] = "reject".into();
+    let h = Hostile::start(&reject);
+    let r = get_raw(h.envoy.addr("main"), &request);
+    assert_eq!(
+        (r.status, r.header("x-served-by")),
+        (412, None),
+        "{}",
+        r.body
+    );
+    h.envoy.wait_for_counter(&format!("{PREFIX}.rejected"), 1);
+    for (name, value) in [("drift", 1), ("invalid_input", 1), ("unkeyed", 0)] {
+        assert_eq!(
+            h.envoy.counter(&format!("{PREFIX}.{name}")),
+            value,
+            "{name}"
+        );
+    }
+    assert_eq!(h.envoy.counter("cluster.canary.upstream_rq_total"), 0);
+    assert_eq!(h.envoy.counter("cluster.stable.upstream_rq_total"), 0);
+    assert_eq!(wasm_health(&h.envoy), h.health);
+
+    // `ramp.unkeyed: canary` at 100%: keyless requests go to the canary, an oversized
+    // key does not.
+    let mut unkeyed = example_contract();
+    unkeyed["ramp"]["unkeyed"] = "canary".into();
+    unkeyed["ramp"]["percent"] = 100.into();
+    let mut h = Hostile::start(&unkeyed);
+    h.expect(
+        "no sticky key, unkeyed canary",
+        &raw(&[&flags_line, b"x-tenant-tier: gold"]),
+        "canary",
+        "unkeyed",
+        &[],
+    );
+    h.expect(
+        "8193-byte sticky key, unkeyed canary",
+        &request,
+        "stable",
+        "drift",
+        &["invalid_input"],
+    );
+    h.finish();
 }
 
 #[test]

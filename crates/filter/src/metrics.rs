@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 
-use rampart::decide::{Decision, Issue, Reason, Route};
+use rampart::decide::{Decision, Issue, Reason, Route, Subject};
 use rampart::metrics::{
     contract_metric, field_metric, Counter, FieldCounter, Gauge, INVALID_CONFIG, SAFE_MODE,
 };
@@ -140,8 +140,12 @@ impl Metrics {
                     FieldCounter::Invalid
                 }
             };
-            let slot = issue
-                .input
+            // The snapshot and the sticky key have no per-field counters.
+            let input = match issue.subject {
+                Subject::Input(ix) => Some(ix),
+                Subject::Snapshot | Subject::StickyKey => None,
+            };
+            let slot = input
                 .and_then(|ix| self.fields.get(ix))
                 .and_then(|slots| {
                     slots
