@@ -12,7 +12,9 @@ use std::hint::black_box;
 use divan::Bencher;
 use rampart::cache::DigestCache;
 use rampart::contract::{ContractSpec, Format};
-use rampart::decide::{decide, decide_cached, decode, HostError, Request};
+use rampart::decide::{decide, decide_cached};
+use rampart::decode::decode;
+use rampart::host::{HostError, Request};
 use rampart::snapshot::lock_from_snapshot;
 use rampart::{Json, Plan, Source};
 

@@ -20,7 +20,7 @@
 //! Separate caches per input keep a flood on a client header from touching the
 //! entries of trusted inputs such as node or dynamic metadata.
 
-use crate::decide::DecodeError;
+use crate::decode::DecodeError;
 use crate::digest::Digest;
 
 /// Most values cached per input.

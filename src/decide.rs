@@ -4,13 +4,14 @@
 //! missing → the drift action; no sticky key → the `unkeyed` side; else the bucket.
 //! An invalid contract never reaches this code: the filter's safe mode routes stable.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use crate::cache::DigestCache;
-use crate::contract::{Compare, Format, Input, OnDrift, OnMissing, Plan, Side, Source};
+use crate::contract::{Compare, Input, OnDrift, OnMissing, Plan, Side};
+use crate::decode::{decode, DecodeError, Value};
 use crate::digest::{Digest, Hasher};
-use crate::jcs::{self, Json, JsonError, Sink};
+use crate::host::{HostError, Request};
+use crate::jcs::{self, Sink};
 
 /// The filter-state key under which the filter records each decision's summary.
 /// Envoy prefixes it with `wasm.`: access logs and the debug header read it as
@@ -20,130 +21,6 @@ pub const FILTER_STATE_KEY: &str = "rampart.decision";
 /// Envoy's format string for the recorded decision, for access logs and for the
 /// debug header Envoy adds with `response_headers_to_add`.
 pub const DECISION_FORMAT: &str = "%FILTER_STATE(wasm.rampart.decision:PLAIN)%";
-
-/// Read access to one request's values; the filter implements it over host calls.
-pub trait Request {
-    /// Owned or borrowed bytes.
-    type Bytes: AsRef<[u8]>;
-    /// The value at `source`: `Ok(None)` when absent, `Err` when the host failed.
-    fn read(&mut self, source: &Source) -> Result<Option<Self::Bytes>, HostError>;
-}
-
-/// The host could not answer a read; treated like an undecodable value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError;
-
-/// Why an input's bytes could not be turned into a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Longer than `limits.max_input_bytes`.
-    TooLarge,
-    /// JSON nested deeper than `limits.max_json_depth`.
-    TooDeep,
-    /// Not valid JSON (or duplicate keys, or a number beyond a double).
-    InvalidJson,
-    /// Not UTF-8 text.
-    InvalidUtf8,
-    /// Wrong byte length for `int` / `double` / `bool`, or a non-finite double.
-    BadEncoding,
-    /// Not a `sha256:<hex>` digest.
-    BadDigest,
-    /// The host failed to return the value.
-    HostError,
-}
-
-impl DecodeError {
-    /// Short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecodeError::TooLarge => "too_large",
-            DecodeError::TooDeep => "too_deep",
-            DecodeError::InvalidJson => "invalid_json",
-            DecodeError::InvalidUtf8 => "invalid_utf8",
-            DecodeError::BadEncoding => "bad_encoding",
-            DecodeError::BadDigest => "bad_digest",
-            DecodeError::HostError => "host_error",
-        }
-    }
-}
-
-/// An input's value after decoding, ready to be written canonically.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value<'a> {
-    /// A JSON string (header or property text).
-    Str(&'a str),
-    /// Parsed JSON.
-    Json(Json),
-    /// A number.
-    Number(f64),
-    /// A boolean.
-    Bool(bool),
-    /// `null` (a missing input under `on_missing: null`).
-    Null,
-    /// A precomputed field digest.
-    Digest(Digest),
-}
-
-impl Value<'_> {
-    /// Writes the canonical JSON form. A precomputed digest has none; it is compared
-    /// directly and validation keeps it out of whole-snapshot comparisons.
-    pub fn write_canonical<S: Sink>(&self, sink: &mut S) {
-        match self {
-            Value::Str(s) => jcs::write_string(s, sink),
-            Value::Json(json) => json.write_canonical(sink),
-            Value::Number(n) => jcs::write_number(*n, sink),
-            Value::Bool(true) => sink.put(b"true"),
-            Value::Bool(false) => sink.put(b"false"),
-            Value::Null | Value::Digest(_) => sink.put(b"null"),
-        }
-    }
-
-    /// The field digest: SHA-256 of the canonical form, or the precomputed digest.
-    pub fn digest(&self) -> Digest {
-        match self {
-            Value::Digest(d) => *d,
-            value => Digest::of_canonical(|h| value.write_canonical(h)),
-        }
-    }
-}
-
-/// Decodes an input's bytes per its format, within the limits.
-pub fn decode<'a>(
-    format: Format,
-    bytes: &'a [u8],
-    max_bytes: usize,
-    max_depth: usize,
-) -> Result<Value<'a>, DecodeError> {
-    if bytes.len() > max_bytes {
-        return Err(DecodeError::TooLarge);
-    }
-    match format {
-        Format::String => std::str::from_utf8(bytes)
-            .map(Value::Str)
-            .map_err(|_| DecodeError::InvalidUtf8),
-        Format::Json => Json::parse(bytes, max_depth)
-            .map(Value::Json)
-            .map_err(|e| match e {
-                JsonError::TooDeep { .. } => DecodeError::TooDeep,
-                JsonError::Invalid(_) => DecodeError::InvalidJson,
-            }),
-        Format::Int => <[u8; 8]>::try_from(bytes)
-            .map(|b| Value::Number(i64::from_le_bytes(b) as f64))
-            .map_err(|_| DecodeError::BadEncoding),
-        Format::Double => match <[u8; 8]>::try_from(bytes).map(f64::from_le_bytes) {
-            Ok(v) if v.is_finite() => Ok(Value::Number(v)),
-            _ => Err(DecodeError::BadEncoding),
-        },
-        Format::Bool => match bytes {
-            [0] => Ok(Value::Bool(false)),
-            [1] => Ok(Value::Bool(true)),
-            _ => Err(DecodeError::BadEncoding),
-        },
-        Format::Digest => Digest::parse_bytes(bytes)
-            .map(Value::Digest)
-            .map_err(|_| DecodeError::BadDigest),
-    }
-}
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -627,45 +504,12 @@ fn compare_snapshot<R: Request>(plan: &Plan, locked: Digest, request: &mut R) ->
     issues
 }
 
-/// A request held in memory: for the CLI, tests and embedders without Envoy.
-#[derive(Debug, Clone, Default)]
-pub struct StaticRequest {
-    /// Header name (lowercase) → value bytes.
-    pub headers: HashMap<String, Vec<u8>>,
-    /// Property path → value bytes, encoded as Envoy would.
-    pub properties: HashMap<Vec<String>, Vec<u8>>,
-}
-
-impl StaticRequest {
-    /// Adds a header (replacing a previous value: join repeated values with `,` as
-    /// Envoy does).
-    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> StaticRequest {
-        self.headers.insert(name.to_ascii_lowercase(), value.into());
-        self
-    }
-
-    /// Adds a property.
-    pub fn property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> StaticRequest {
-        self.properties
-            .insert(path.iter().map(|s| s.to_string()).collect(), value.into());
-        self
-    }
-}
-
-impl Request for StaticRequest {
-    type Bytes = Vec<u8>;
-
-    fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
-        Ok(match source {
-            Source::Header { name, .. } => self.headers.get(name).cloned(),
-            Source::Property { path, .. } => self.properties.get(path).cloned(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{Format, Source};
+    use crate::decode::decode;
+    use crate::host::StaticRequest;
     use serde_json::Value as J;
 
     fn root() -> std::path::PathBuf {
@@ -969,33 +813,6 @@ mod tests {
         let at_limit = decide(&plan, &mut matching(&"u".repeat(64)));
         assert_eq!(at_limit.reason, Reason::Match);
         assert!(at_limit.bucket.is_some());
-    }
-
-    #[test]
-    fn property_encodings_decode_as_envoy_sends_them() {
-        assert_eq!(
-            decode(Format::Int, &42i64.to_le_bytes(), 64, 4),
-            Ok(Value::Number(42.0))
-        );
-        assert_eq!(
-            decode(Format::Double, &2.5f64.to_le_bytes(), 64, 4),
-            Ok(Value::Number(2.5))
-        );
-        assert_eq!(
-            decode(Format::Double, &f64::NAN.to_le_bytes(), 64, 4),
-            Err(DecodeError::BadEncoding)
-        );
-        assert_eq!(decode(Format::Bool, &[1], 64, 4), Ok(Value::Bool(true)));
-        assert_eq!(
-            decode(Format::Bool, &[2], 64, 4),
-            Err(DecodeError::BadEncoding)
-        );
-        assert_eq!(
-            decode(Format::Int, &[1, 2, 3], 64, 4),
-            Err(DecodeError::BadEncoding)
-        );
-        assert_eq!(Value::Number(42.0).digest(), Digest::of_bytes(b"42"));
-        assert_eq!(Value::Str("gold").digest(), Digest::of_bytes(b"\"gold\""));
     }
 
     /// Arbitrary bytes in every format and through the whole decision: an answer,

@@ -18,8 +18,12 @@
 
 use std::cell::Cell;
 
-use crate::decide::{Decision, HostError, Reason};
+use crate::decide::{Decision, Reason};
 use crate::digest::Digest;
+use crate::host::HostError;
+
+// The contract's validated `drift_pause`; its window arithmetic is defined here.
+pub use crate::contract::DriftPausePolicy;
 
 /// The window is kept as this many slots of `window_seconds / WINDOW_SLOTS` each.
 pub const WINDOW_SLOTS: usize = 10;
@@ -34,29 +38,7 @@ const ENCODED_LEN: usize = 2 + WINDOW_SLOTS * SLOT_BYTES;
 /// Compare-and-swap attempts per tick before the counts wait for the next tick.
 const CAS_ATTEMPTS: usize = 4;
 
-/// The contract's `drift_pause`, validated.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DriftPausePolicy {
-    /// Trip when (drifted + missing) / requests exceeds this (0 <= x < 1).
-    pub max_ratio: f64,
-    /// ... and the window holds at least this many requests.
-    pub min_requests: u64,
-    /// Length of the sliding window.
-    pub window_seconds: u32,
-}
-
 impl DriftPausePolicy {
-    /// Default ratio: more than 5% drifted requests.
-    pub const DEFAULT_MAX_RATIO: f64 = 0.05;
-    /// Default minimum of requests before the ratio means anything.
-    pub const DEFAULT_MIN_REQUESTS: u64 = 100;
-    /// Default window.
-    pub const DEFAULT_WINDOW_SECONDS: u32 = 30;
-    /// Most requests `min_requests` may ask for.
-    pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
-    /// Longest window.
-    pub const MAX_WINDOW_SECONDS: u32 = 3600;
-
     /// Width of one slot of the window, in milliseconds (at least 100).
     pub fn slot_ms(&self) -> u64 {
         (u64::from(self.window_seconds.max(1)) * 1000 / WINDOW_SLOTS as u64).max(1)

@@ -10,15 +10,16 @@ pub mod bucket;
 pub mod cache;
 pub mod contract;
 pub mod decide;
+pub mod decode;
 pub mod digest;
 pub mod drift_pause;
+pub mod host;
 pub mod jcs;
 pub mod metrics;
 pub mod snapshot;
 
 pub use contract::{ContractError, ContractSpec, Plan, Side, Source};
-pub use decide::{
-    decide, decide_cached, decide_with_pause, Decision, Reason, Request, Route, StaticRequest,
-};
+pub use decide::{decide, decide_cached, decide_with_pause, Decision, Reason, Route};
 pub use digest::Digest;
+pub use host::{Request, StaticRequest};
 pub use jcs::Json;

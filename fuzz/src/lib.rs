@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 
 use rampart::cache::{DigestCache, ENTRIES_PER_INPUT, MAX_VALUE_BYTES, PROTECTED_ENTRIES};
 use rampart::contract::{Format, OnDrift, Side};
-use rampart::decide::{decode as decode_value, HostError, Value};
+use rampart::decode::{decode as decode_value, Value};
 use rampart::digest::Digest;
+use rampart::host::HostError;
 use rampart::jcs::{self, Json};
 use rampart::snapshot::{digest_of, lock_from_snapshot};
 use rampart::{

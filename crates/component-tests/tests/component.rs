@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rampart::contract::ContractSpec;
-use rampart::decide::StaticRequest;
+use rampart::host::StaticRequest;
 use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
 use rampart::snapshot::{digest_of, lock_from_snapshot};
 use rampart::{Plan, Source};

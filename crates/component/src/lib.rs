@@ -5,7 +5,7 @@
 //! the CLI use too, so a component host gets the same digests and decisions. This
 //! crate converts between WIT types and core types and decides nothing itself.
 
-use rampart::decide::{HostError, Request};
+use rampart::host::{HostError, Request};
 use rampart::jcs::{Json, JsonError, DEFAULT_MAX_DEPTH};
 use rampart::snapshot::digest_of;
 use rampart::{ContractError, Plan, Source};

@@ -10,10 +10,9 @@ use std::cell::{Cell, RefCell};
 
 use rampart::cache::DigestCache;
 use rampart::contract::{number_text, safe_mode_route};
-use rampart::decide::{
-    decide_cached, Decision, HostError, Reason, Request, Route, FILTER_STATE_KEY,
-};
+use rampart::decide::{decide_cached, Decision, Reason, Route, FILTER_STATE_KEY};
 use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
+use rampart::host::{HostError, Request};
 use rampart::{Plan, Source};
 use rampart_abi::{HeaderMap, LogLevel};
 

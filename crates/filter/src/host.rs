@@ -4,8 +4,8 @@
 //! with a fake that answers from memory and records every call, so the per-request
 //! logic runs natively and a change in the number of crossings fails a test.
 
-use rampart::decide::HostError;
 use rampart::drift_pause::SharedStore;
+use rampart::host::HostError;
 use rampart_abi::{LogLevel, MapType, MetricType, Status};
 
 /// The host calls the filter makes. Every method is one crossing into Envoy.

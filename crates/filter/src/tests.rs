@@ -9,8 +9,8 @@ use rampart_abi::{serialize_map, LogLevel, MetricType};
 use super::filter::{header_value, Action, State};
 use super::host::Host;
 use super::Vm;
-use rampart::decide::HostError;
 use rampart::decide::FILTER_STATE_KEY;
+use rampart::host::HostError;
 
 const CONTRACT: &str = include_str!("../../../examples/contract.json");
 const TIER_PATH: &[u8] = b"metadata\0filter_metadata\0tenant\0tier";
