@@ -80,14 +80,14 @@ fn plan() -> Plan {
     spec.compile().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A request as the filter sees it: values by property path, each read a fresh copy.
+/// A request as the filter sees it: values by source, each read a fresh copy.
 struct HostLike {
-    values: Vec<(Vec<u8>, Vec<u8>)>,
+    values: Vec<(Source, Vec<u8>)>,
 }
 
 impl HostLike {
     fn new(plan: &Plan, user: &str, config: &str, tier: &str) -> HostLike {
-        let mut values = vec![(plan.sticky.wire().to_vec(), user.as_bytes().to_vec())];
+        let mut values = vec![(plan.sticky.clone(), user.as_bytes().to_vec())];
         for input in &plan.inputs {
             let value: &str = match input.name.as_str() {
                 "flags" => config,
@@ -95,7 +95,7 @@ impl HostLike {
                 "rev" => "r42",
                 other => panic!("unexpected input {other}"),
             };
-            values.push((input.source.wire().to_vec(), value.as_bytes().to_vec()));
+            values.push((input.source.clone(), value.as_bytes().to_vec()));
         }
         HostLike { values }
     }
@@ -105,11 +105,10 @@ impl Request for HostLike {
     type Bytes = Vec<u8>;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
-        let wire = source.wire();
         Ok(self
             .values
             .iter()
-            .find(|(w, _)| w.as_slice() == wire)
+            .find(|(s, _)| s == source)
             .map(|(_, v)| v.clone()))
     }
 }

@@ -22,35 +22,24 @@ impl ContractSpec {
 }
 
 /// Where the filter reads a value, resolved once.
+///
+/// How a host asks for it is the host's business: the filter reads header sources from
+/// the request's header map and properties by their `proxy_get_property` path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A request header.
+    /// A request header. Every value of a repeated header counts, joined by `,` in
+    /// map order (as Envoy's `request.headers.<name>` attribute answers): a client
+    /// repeating a config header must not get one copy checked while the upstream
+    /// reads another.
     Header {
         /// Lowercase header name.
         name: String,
-        /// The property path `request.headers.<name>` in wire form. Envoy answers it
-        /// with every value of a repeated header joined by `,`, whereas a header-map
-        /// lookup returns only the first: a client repeating a config header must not
-        /// get one copy checked while the upstream reads another.
-        wire: Vec<u8>,
     },
-    /// An Envoy property: the path, and its wire form (segments joined by NUL), kept
-    /// so the filter does not serialize the path per request.
+    /// An Envoy property.
     Property {
-        /// Path segments.
+        /// Path segments, none empty and none holding a NUL.
         path: Vec<String>,
-        /// Segments joined by `\0`, as `proxy_get_property` takes them.
-        wire: Vec<u8>,
     },
-}
-
-impl Source {
-    /// The property path in `proxy_get_property` wire form (segments joined by NUL).
-    pub fn wire(&self) -> &[u8] {
-        match self {
-            Source::Header { wire, .. } | Source::Property { wire, .. } => wire,
-        }
-    }
 }
 
 /// One compiled input.
@@ -380,8 +369,7 @@ fn compile_source(
     match (header, property) {
         (Some(h), None) => {
             let name = header_name(&format!("{at}.header"), h)?;
-            let wire = ["request", "headers", &name].join("\0").into_bytes();
-            Ok(Source::Header { name, wire })
+            Ok(Source::Header { name })
         }
         (None, Some(path)) => {
             if path.is_empty() || path.iter().any(|s| s.is_empty() || s.contains('\0')) {
@@ -390,10 +378,8 @@ fn compile_source(
                     "must be a non-empty list of non-empty segments, e.g. [\"xds\",\"node\",\"metadata\",\"CONFIG_REV\"]",
                 ));
             }
-            let wire = path.join("\0").into_bytes();
             Ok(Source::Property {
                 path: path.to_vec(),
-                wire,
             })
         }
         (None, None) => Err(ContractError::new(
@@ -525,8 +511,7 @@ mod tests {
                     "node".into(),
                     "metadata".into(),
                     "CONFIG_REV".into()
-                ],
-                wire: b"xds\0node\0metadata\0CONFIG_REV".to_vec()
+                ]
             }
         );
     }
@@ -775,8 +760,10 @@ mod tests {
         assert_eq!(plan.route_header, "x-rampart-route");
         assert!(matches!(&plan.sticky, Source::Header { name, .. } if name == "x-user-id"));
         assert_eq!(
-            plan.inputs[0].source.wire(),
-            b"request\0headers\0x-user-config"
+            plan.inputs[0].source,
+            Source::Header {
+                name: "x-user-config".into()
+            }
         );
         c["inputs"]["flags"]["header"] = json!("X-RAMPART-ROUTE");
         let err = Plan::from_json(c.to_string().as_bytes()).unwrap_err();

@@ -456,7 +456,7 @@ impl<H: Host> Request for HostRequest<'_, H> {
                     Err(e) => Err(*e),
                 }
             }
-            Source::Property { .. } => self.node.read(self.host, source),
+            Source::Property { path } => self.node.read(self.host, path),
         }
     }
 }
@@ -482,42 +482,65 @@ pub fn header_value(map: &[u8], name: &[u8]) -> Result<Option<Vec<u8>>, HostErro
     Ok(value)
 }
 
-/// The per-VM copy of the contract's `xds.node.*` properties.
+/// The contract's property sources in `proxy_get_property` form, and the per-VM copy
+/// of its `xds.node.*` properties.
 ///
-/// Node properties are set at Envoy's start and never change while it runs, so each
-/// is fetched once, on the first request that needs it; dynamic metadata is read on
-/// every request.
+/// Each path is serialized once, at configuration time, not per request. Node
+/// properties are set at Envoy's start and never change while it runs, so each is
+/// fetched once, on the first request that needs it; dynamic metadata is read on every
+/// request.
 struct NodeValues {
-    /// Wire paths of the node properties, fixed at configuration time.
-    paths: Vec<Vec<u8>>,
-    /// The value fetched for each path; `None` until a read answered with a value
-    /// (an absent or failing property is asked again next time).
+    /// For every property source of the contract: its path, its wire form and whether
+    /// it is a node property.
+    paths: Vec<PropertyPath>,
+    /// The value fetched for each node property (by index into `paths`); `None` until
+    /// a read answered with a value (an absent or failing property is asked again next
+    /// time).
     values: RefCell<Vec<Option<Vec<u8>>>>,
+}
+
+struct PropertyPath {
+    path: Vec<String>,
+    wire: Vec<u8>,
+    node: bool,
 }
 
 impl NodeValues {
     fn new(plan: &Plan) -> Self {
-        let paths: Vec<Vec<u8>> = plan
+        let mut paths: Vec<PropertyPath> = Vec::new();
+        let sources = plan
             .inputs
             .iter()
             .map(|input| &input.source)
-            .chain(std::iter::once(&plan.sticky))
-            .filter(|source| is_node_property(source))
-            .map(|source| source.wire().to_vec())
-            .collect();
+            .chain(std::iter::once(&plan.sticky));
+        for source in sources {
+            if let Source::Property { path } = source {
+                if !paths.iter().any(|p| p.path == *path) {
+                    paths.push(PropertyPath {
+                        path: path.clone(),
+                        wire: wire_path(path),
+                        node: is_node_property(source),
+                    });
+                }
+            }
+        }
         let values = RefCell::new(vec![None; paths.len()]);
         Self { paths, values }
     }
 
-    fn read<H: Host>(&self, host: &mut H, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
-        let wire = source.wire();
-        let Some(slot) = self.paths.iter().position(|path| path == wire) else {
-            return host.property(wire);
+    fn read<H: Host>(&self, host: &mut H, path: &[String]) -> Result<Option<Vec<u8>>, HostError> {
+        let Some((slot, entry)) = self.paths.iter().enumerate().find(|(_, p)| p.path == path)
+        else {
+            // Every property source of the plan is listed; a stranger is read as asked.
+            return host.property(&wire_path(path));
         };
+        if !entry.node {
+            return host.property(&entry.wire);
+        }
         if let Some(Some(value)) = self.values.borrow().get(slot) {
             return Ok(Some(value.clone()));
         }
-        let value = host.property(wire)?;
+        let value = host.property(&entry.wire)?;
         if let (Some(v), Ok(mut values)) = (&value, self.values.try_borrow_mut()) {
             if let Some(cell) = values.get_mut(slot) {
                 *cell = Some(v.clone());
@@ -525,6 +548,11 @@ impl NodeValues {
         }
         Ok(value)
     }
+}
+
+/// A property path in `proxy_get_property` wire form: segments joined by NUL.
+pub fn wire_path(path: &[String]) -> Vec<u8> {
+    path.join("\0").into_bytes()
 }
 
 /// True for `xds.node.*` properties: the node Envoy was started with.
