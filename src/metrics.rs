@@ -1,10 +1,16 @@
 //! The names of the filter's metrics: one definition for the filter that defines them,
 //! the CLI whose gates read them and the docs that list them.
 //!
-//! A contract's metrics are `rampart.<contract>.<name>` and, per input,
-//! `rampart.<contract>.field.<input>.<name>`; Envoy shows them with its `wasmcustom.`
-//! prefix in `/stats`. A configuration that fails validation counts under
-//! [`INVALID_CONFIG`] and [`SAFE_MODE`], which carry no contract name.
+//! A contract's metrics carry the contract, and per-input ones the input too, as tags
+//! inside the name in Istio's convention (`<tag>=.=<value>;.;`):
+//! `rampart_contract=.=<contract>;.;rampart.<name>` and
+//! `rampart_contract=.=<contract>;.;rampart_input=.=<input>;.;rampart.field.<name>`.
+//! Envoy shows them with its `wasmcustom.` prefix in `/stats`. The `stats_tags` rules of
+//! [`stats_tags`] (the rules Istio generates for `extraStatTags`) take the tags out of
+//! the name: Prometheus then sees `rampart_requests{rampart_contract="…"}` and
+//! `rampart_field_drift{rampart_contract="…",rampart_input="…"}`, whatever the contract.
+//! A configuration that fails validation counts under [`INVALID_CONFIG`] and
+//! [`SAFE_MODE`], which carry no tag.
 
 /// The first segment of every metric name.
 pub const ROOT: &str = "rampart";
@@ -134,33 +140,45 @@ impl Gauge {
 /// sees one metric per counter with the contract as a label, not one per contract.
 pub const CONTRACT_TAG: &str = "rampart_contract";
 
-/// The regex of the [`CONTRACT_TAG`] stats tag in an Envoy bootstrap: it captures the
-/// contract segment of `wasmcustom.rampart.<contract>.<name>` and removes it from the name.
-pub fn contract_tag_regex() -> String {
-    format!("^{}(([a-z0-9_-]+)\\.)", envoy_root_pattern())
-}
+/// The stats tag (and Prometheus label) that carries the input name of a per-input counter.
+pub const INPUT_TAG: &str = "rampart_input";
 
-/// A regex matching the start of every Rampart metric in Envoy's `/stats`
-/// (`^wasmcustom\.rampart\.`), for its `filter` parameter.
-pub fn envoy_stats_filter() -> String {
-    format!("^{}", envoy_root_pattern())
-}
+/// Both tags, in the order they appear in a name.
+pub const TAGS: [&str; 2] = [CONTRACT_TAG, INPUT_TAG];
 
-/// `wasmcustom.rampart.` with its dots escaped for a regex.
-fn envoy_root_pattern() -> String {
-    let mut out = String::new();
-    for c in ENVOY_PREFIX.chars().chain(ROOT.chars()).chain(['.']) {
-        if c == '.' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
+/// `<tag>=.=<value>;.;`: a tag inside a stat name, in Istio's convention, which Envoy's
+/// tag extraction ([`tag_regex`]) takes out of the name and turns into a label.
+pub fn tag(name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(name.len() + value.len() + 6);
+    out.push_str(name);
+    out.push_str("=.=");
+    out.push_str(value);
+    out.push_str(";.;");
     out
 }
 
-/// A per-contract metric's name as Prometheus scrapes it from Envoy: `rampart_<name>`.
-/// Envoy drops its `wasmcustom.` namespace, the [`CONTRACT_TAG`] tag takes the contract
-/// segment out of the name, and the remaining dots become underscores.
+/// The regex of an Envoy `stats_tags` rule extracting `tag` from a name:
+/// `(<tag>=\.=(.*?);\.;)`. Envoy removes the first capture group from the name and
+/// takes the second as the tag's value. It is the rule Istio generates for every name
+/// in `extraStatTags`, so one form serves Istio, Envoy Gateway and plain Envoy.
+pub fn tag_regex(tag: &str) -> String {
+    format!(r"({tag}=\.=(.*?);\.;)")
+}
+
+/// The `stats_tags` rules (tag name, regex) every bootstrap running the filter needs.
+pub fn stats_tags() -> [(&'static str, String); 2] {
+    TAGS.map(|t| (t, tag_regex(t)))
+}
+
+/// A regex matching every Rampart metric in Envoy's `/stats` (per-contract names start
+/// with the contract tag, the others with `rampart.`), for its `filter` parameter.
+pub fn envoy_stats_filter() -> String {
+    format!(r"^wasmcustom\.(rampart\.|{CONTRACT_TAG}=)")
+}
+
+/// A metric's name as Prometheus scrapes it from Envoy: `rampart_<name>`. Envoy drops
+/// its `wasmcustom.` namespace, the tag rules take the tags out of the name (they become
+/// labels), and the remaining dots become underscores.
 pub fn prometheus_name(name: &str) -> String {
     let mut out = String::with_capacity(ROOT.len() + name.len() + 1);
     out.push_str(ROOT);
@@ -169,31 +187,36 @@ pub fn prometheus_name(name: &str) -> String {
     out
 }
 
-/// `rampart.<contract>.`: the start of every name of one contract.
+/// `rampart_contract=.=<contract>;.;rampart.`: the start of every per-contract name
+/// (not of the per-input ones, which carry the input tag before `rampart.`).
 pub fn contract_prefix(contract: &str) -> String {
-    let mut out = String::with_capacity(ROOT.len() + contract.len() + 2);
+    let mut out = tag(CONTRACT_TAG, contract);
     out.push_str(ROOT);
-    out.push('.');
-    out.push_str(contract);
     out.push('.');
     out
 }
 
-/// `rampart.<contract>.<name>`.
+/// `rampart_contract=.=<contract>;.;rampart.<name>`; tag-extracted: `rampart.<name>`.
 pub fn contract_metric(contract: &str, name: &str) -> String {
     let mut out = contract_prefix(contract);
     out.push_str(name);
     out
 }
 
-/// `rampart.<contract>.field.<input>.<name>`.
+/// `rampart_contract=.=<contract>;.;rampart_input=.=<input>;.;rampart.field.<name>`;
+/// tag-extracted: `rampart.field.<name>`.
 pub fn field_metric(contract: &str, input: &str, counter: FieldCounter) -> String {
-    let mut out = contract_prefix(contract);
-    out.push_str("field.");
-    out.push_str(input);
-    out.push('.');
+    let mut out = tag(CONTRACT_TAG, contract);
+    out.push_str(&tag(INPUT_TAG, input));
+    out.push_str(ROOT);
+    out.push_str(".field.");
     out.push_str(counter.name());
     out
+}
+
+/// `field.<name>`: a per-input counter's name once the tags are extracted, after `rampart.`.
+pub fn field_name(counter: FieldCounter) -> String {
+    format!("field.{}", counter.name())
 }
 
 #[cfg(test)]
@@ -204,26 +227,28 @@ mod tests {
     fn names_follow_the_documented_scheme() {
         assert_eq!(
             contract_metric("checkout-v2", Counter::Requests.name()),
-            "rampart.checkout-v2.requests"
+            "rampart_contract=.=checkout-v2;.;rampart.requests"
         );
         assert_eq!(
             contract_metric("c", Gauge::DriftPaused.name()),
-            "rampart.c.drift_paused"
+            "rampart_contract=.=c;.;rampart.drift_paused"
         );
         assert_eq!(
             field_metric("c", "flags", FieldCounter::Invalid),
-            "rampart.c.field.flags.invalid"
+            "rampart_contract=.=c;.;rampart_input=.=flags;.;rampart.field.invalid"
         );
         assert!(INVALID_CONFIG.starts_with(ROOT) && SAFE_MODE.starts_with(ROOT));
     }
 
     #[test]
     fn envoy_and_prometheus_forms_are_the_documented_ones() {
-        assert_eq!(envoy_stats_filter(), r"^wasmcustom\.rampart\.");
         assert_eq!(
-            contract_tag_regex(),
-            r"^wasmcustom\.rampart\.(([a-z0-9_-]+)\.)"
+            envoy_stats_filter(),
+            r"^wasmcustom\.(rampart\.|rampart_contract=)"
         );
+        assert_eq!(tag_regex(CONTRACT_TAG), r"(rampart_contract=\.=(.*?);\.;)");
+        assert_eq!(tag_regex(INPUT_TAG), r"(rampart_input=\.=(.*?);\.;)");
+        assert_eq!(stats_tags()[1], (INPUT_TAG, tag_regex(INPUT_TAG)));
         assert_eq!(
             prometheus_name(Counter::Requests.name()),
             "rampart_requests"
@@ -233,8 +258,24 @@ mod tests {
             "rampart_drift_paused"
         );
         assert_eq!(
-            prometheus_name("field.tier.drift"),
-            "rampart_field_tier_drift"
+            prometheus_name(&field_name(FieldCounter::Drift)),
+            "rampart_field_drift"
+        );
+    }
+
+    #[test]
+    fn removing_the_tags_leaves_one_name_per_metric() {
+        let strip = |name: String| {
+            name.replace(&tag(CONTRACT_TAG, "checkout-v2"), "")
+                .replace(&tag(INPUT_TAG, "flags"), "")
+        };
+        assert_eq!(
+            strip(contract_metric("checkout-v2", Counter::Requests.name())),
+            "rampart.requests"
+        );
+        assert_eq!(
+            strip(field_metric("checkout-v2", "flags", FieldCounter::Drift)),
+            "rampart.field.drift"
         );
     }
 

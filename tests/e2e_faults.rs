@@ -20,7 +20,7 @@ use support::{example_contract, tenant_metadata_filter};
 use support::{get, wasm_path, Bootstrap, Client, Envoy, TempDir};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
+const PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 
 /// The `failure_policy` values of Envoy 1.40's wasm `PluginConfig` (besides
 /// `UNSPECIFIED`, which means `FAIL_CLOSED`).

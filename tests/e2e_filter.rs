@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use rampart::snapshot::digest_of;
 use rampart::Json;
 use serde_json::{json, Value};
-use support::{example_contract, tenant_metadata_filter};
+use support::{example_contract, stat_name, tenant_metadata_filter};
 use support::{get, get_raw, repo_root, validate, Bootstrap, Client, Envoy, Response};
 
 /// The example flags as a client sends them.
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-const STATS_PREFIX: &str = "wasmcustom.rampart.checkout-v2";
+const STATS_PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 
 fn start(contract: &Value) -> Envoy {
     start_with_node(contract, json!({ "CONFIG_REV": "r42" }))
@@ -30,7 +30,7 @@ fn start_with_node(contract: &Value, node: Value) -> Envoy {
 }
 
 fn counter(envoy: &Envoy, name: &str) -> u64 {
-    envoy.counter(&format!("{STATS_PREFIX}.{name}"))
+    envoy.counter(&stat_name("checkout-v2", name))
 }
 
 /// Headers carrying a sticky key, the flags header and the tenant tier.

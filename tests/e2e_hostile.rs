@@ -12,11 +12,11 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use support::{example_contract, tenant_metadata_filter};
+use support::{example_contract, stat_name, tenant_metadata_filter};
 use support::{get, get_raw, try_get_raw, Bootstrap, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
+const PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 
 /// Envoy's own wasm stats (verified on 1.40): VMs created and alive per runtime, and
 /// the plugin's reload counters, which move when a VM fails.
@@ -107,9 +107,14 @@ impl Hostile {
         self.envoy
             .wait_for_counter(&format!("{PREFIX}.requests"), requests);
         let stats = self.envoy.stats();
-        let get = |name: &str| stats.get(&format!("{PREFIX}.{name}")).copied().unwrap_or(0);
+        let get = |name: &str| {
+            stats
+                .get(&stat_name("checkout-v2", name))
+                .copied()
+                .unwrap_or(0)
+        };
         for (name, value) in &self.expected {
-            assert_eq!(get(name), *value, "{PREFIX}.{name}");
+            assert_eq!(get(name), *value, "{}", stat_name("checkout-v2", name));
         }
         assert_eq!(get("canary") + get("stable") + get("rejected"), requests);
         assert_eq!(
@@ -749,5 +754,5 @@ fn client_copies_stripped_at_the_edge_never_reach_the_filter() {
             .next(),
         Some("route=stable reason=missing fields=flags")
     );
-    envoy.wait_for_counter(&format!("{PREFIX}.field.flags.missing"), 1);
+    envoy.wait_for_counter(&stat_name("checkout-v2", "field.flags.missing"), 1);
 }

@@ -92,10 +92,7 @@ impl Ramp {
             &["--concurrency", "2", "--component-log-level", "wasm:info"],
             |value| {
                 // Prometheus names as in the demo: rampart_<counter>{rampart_contract="…"}.
-                value["stats_config"] = json!({ "stats_tags": [{
-                    "tag_name": "rampart_contract",
-                    "regex": "^wasmcustom\\.rampart\\.(([a-z0-9_-]+)\\.)",
-                }] });
+                value["stats_config"] = json!({ "stats_tags": support::rampart_stats_tags() });
             },
         );
         let dir = TempDir::new("ramp");
@@ -666,7 +663,7 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
         drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 10 })),
         ..PlanOptions::default()
     });
-    let paused_gauge = format!("wasmcustom.rampart.{CONTRACT}.drift_paused");
+    let paused_gauge = support::stat_name(CONTRACT, "drift_paused");
     let flags = flags_text();
     ramp.ramp_ok(&["start"]);
     ramp.ecds.wait_for_update(2);

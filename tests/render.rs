@@ -293,6 +293,40 @@ fn envoy_gateway_example_carries_the_contract_and_routes_by_exact_match() {
     // The default rule matches every path with no header condition.
     assert!(rules[1]["matches"][0].get("headers").is_none());
     assert_eq!(rules[1]["backendRefs"][0]["name"], "checkout-stable");
+
+    // The EnvoyProxy adds the stats_tags rules of the filter's metric tags to the
+    // bootstrap (tests/e2e_metric_labels.rs runs them in a real Envoy).
+    let proxy = yaml_documents(&read(
+        &repo_root().join("examples/envoy-gateway/envoyproxy.yaml"),
+    ));
+    let proxy = &proxy[0];
+    assert_eq!(proxy["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
+    assert_eq!(proxy["kind"], "EnvoyProxy");
+    assert_eq!(
+        proxy["metadata"]["namespace"],
+        route["metadata"]["namespace"]
+    );
+    assert_eq!(proxy["spec"]["bootstrap"]["type"], "JSONPatch");
+    let rules: Vec<Value> = rampart::metrics::stats_tags()
+        .into_iter()
+        .map(|(tag, regex)| {
+            json!({ "op": "add", "path": "/stats_config/stats_tags/-",
+                    "value": { "tag_name": tag, "regex": regex } })
+        })
+        .collect();
+    assert_eq!(proxy["spec"]["bootstrap"]["jsonPatches"], json!(rules));
+}
+
+#[test]
+fn istio_stats_tags_patch_names_both_tags() {
+    let patch = yaml_documents(&read(&repo_root().join("examples/istio/stats-tags.yaml")));
+    let annotations = &patch[0]["spec"]["template"]["metadata"]["annotations"];
+    let proxy_config: Value =
+        serde_yaml::from_str(annotations["proxy.istio.io/config"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        proxy_config,
+        json!({ "extraStatTags": ["rampart_contract", "rampart_input"] })
+    );
 }
 
 #[test]
@@ -312,10 +346,16 @@ fn render_rejects_an_invalid_contract_naming_the_field() {
 fn render_from_a_plan_uses_the_plans_contract() {
     let text = rampart_ok(&["render", "istio", "--plan", "examples/ramp.json"]);
     let documents = yaml_documents(&text);
-    let kinds: Vec<&str> = documents
-        .iter()
-        .map(|d| d["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["WasmPlugin", "VirtualService", "DestinationRule"]);
+    let kinds: Vec<Option<&str>> = documents.iter().map(|d| d["kind"].as_str()).collect();
+    // The last document is the stats-tags patch for the workload's pod template.
+    assert_eq!(
+        kinds,
+        [
+            Some("WasmPlugin"),
+            Some("VirtualService"),
+            Some("DestinationRule"),
+            None
+        ]
+    );
     assert_eq!(documents[0]["spec"]["pluginConfig"], example_contract());
 }

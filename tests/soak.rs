@@ -22,7 +22,7 @@ use support::{example_contract, tenant_metadata_filter};
 use support::{try_get_raw, Bootstrap, Client, Envoy, Response};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-const PREFIX: &str = "wasmcustom.rampart.checkout-v2";
+const PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 const CLIENTS: usize = 4;
 const RELOAD_EVERY: Duration = Duration::from_secs(3);
 const RSS_EVERY: Duration = Duration::from_secs(1);

@@ -319,7 +319,7 @@ impl Envoy {
             let now = self.stats();
             let rampart = |s: &BTreeMap<String, u64>| {
                 s.iter()
-                    .filter(|(k, _)| k.starts_with("wasmcustom.rampart."))
+                    .filter(|(k, _)| is_rampart_stat(k))
                     .map(|(k, v)| (k.clone(), *v))
                     .collect::<Vec<_>>()
             };
@@ -950,6 +950,7 @@ impl Bootstrap {
                 "metadata": self.node_metadata,
             },
             "admin": { "address": loopback_any_port() },
+            "stats_config": { "stats_tags": rampart_stats_tags() },
             "bootstrap_extensions": [{
                 "name": "envoy.bootstrap.internal_listener",
                 "typed_config": typed("envoy.extensions.bootstrap.internal_listener.v3.InternalListener", json!({})),
@@ -1041,6 +1042,38 @@ impl Bootstrap {
             "filter_chains": [{ "filters": [network_filter(manager)] }],
         })
     }
+}
+
+/// The `stats_tags` rules Rampart's bootstraps carry: the contract and input tags in
+/// the filter's metric names become labels (`rampart::metrics::stats_tags`).
+pub fn rampart_stats_tags() -> Value {
+    rampart::metrics::stats_tags()
+        .into_iter()
+        .map(|(tag, regex)| json!({ "tag_name": tag, "regex": regex }))
+        .collect()
+}
+
+/// Whether `/stats` name `name` is one of the filter's metrics.
+pub fn is_rampart_stat(name: &str) -> bool {
+    name.strip_prefix(rampart::metrics::ENVOY_PREFIX)
+        .is_some_and(|rest| rest.starts_with("rampart.") || rest.starts_with("rampart_contract="))
+}
+
+/// The `/stats` name of one of `contract`'s metrics, written as before tags existed:
+/// `requests`, `drift_paused`, `field.<input>.<counter>`.
+pub fn stat_name(contract: &str, metric: &str) -> String {
+    use rampart::metrics::{contract_metric, field_metric, FieldCounter, ENVOY_PREFIX};
+    let name = metric
+        .strip_prefix("field.")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .and_then(|(input, counter)| {
+            FieldCounter::ALL
+                .iter()
+                .find(|c| c.name() == counter)
+                .map(|&c| field_metric(contract, input, c))
+        })
+        .unwrap_or_else(|| contract_metric(contract, metric));
+    format!("{ENVOY_PREFIX}{name}")
 }
 
 /// The Rampart wasm HTTP filter with `plugin_config`, as `{"name", "typed_config"}`:

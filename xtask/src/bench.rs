@@ -490,7 +490,7 @@ impl Bench {
             .map(|((id, description, kind, expect, drifts), port)| {
                 let name = id.to_lowercase();
                 let counters = matches!(kind, Kind::Rampart { .. })
-                    .then(|| format!("wasmcustom.rampart.bench-{name}"));
+                    .then(|| format!("wasmcustom.rampart_contract=.=bench-{name};.;rampart"));
                 let floor_increments = match &kind {
                     Kind::Floor { ops, .. } => Some(floor_increments(ops)).filter(|&n| n > 0),
                     _ => None,
@@ -937,7 +937,9 @@ impl Bench {
                     contract,
                 },
             };
-            let counters = Some(format!("wasmcustom.rampart.bench-{name}"));
+            let counters = Some(format!(
+                "wasmcustom.rampart_contract=.=bench-{name};.;rampart"
+            ));
             variants.push(self.variant(
                 "A3",
                 "Rampart build",

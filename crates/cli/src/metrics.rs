@@ -181,12 +181,14 @@ mod tests {
 
     #[test]
     fn admin_stats_pick_the_contracts_counters() {
-        let text = "wasmcustom.rampart.checkout-v2.requests: 120\n\
-                    wasmcustom.rampart.checkout-v2.drift: 3\n\
-                    wasmcustom.rampart.checkout-v2.missing: 2\n\
-                    wasmcustom.rampart.checkout-v2.drift_paused: 1\n\
-                    wasmcustom.rampart.checkout-v2.field.flags.drift: 3\n\
-                    wasmcustom.rampart.other.requests: 999\n";
+        let text = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart.requests: 120\n\
+                    wasmcustom.rampart_contract=.=checkout-v2;.;rampart.drift: 3\n\
+                    wasmcustom.rampart_contract=.=checkout-v2;.;rampart.missing: 2\n\
+                    wasmcustom.rampart_contract=.=checkout-v2;.;rampart.drift_paused: 1\n\
+                    wasmcustom.rampart_contract=.=checkout-v2;.;rampart_input=.=flags;.;rampart.field.drift: 3\n\
+                    wasmcustom.rampart_contract=.=checkout_v2;.;rampart.requests: 999\n\
+                    wasmcustom.rampart_contract=.=checkout-v2-b;.;rampart.requests: 999\n\
+                    wasmcustom.rampart.safe_mode: 7\n";
         let r = parse_admin_stats(text, "checkout-v2");
         assert_eq!(
             r.counters,

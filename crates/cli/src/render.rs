@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rampart::contract::ContractSpec;
 use rampart::decide::DECISION_FORMAT;
-use rampart::metrics::{contract_tag_regex, CONTRACT_TAG};
+use rampart::metrics::{stats_tags, TAGS};
 use serde_json::{json, Map, Value};
 
 use crate::args::{
@@ -203,6 +203,21 @@ fn typed(type_name: &str, mut fields: Value) -> Value {
     fields
 }
 
+/// The bootstrap `stats_tags` rules that turn the contract and input tags in the
+/// filter's metric names into labels (`rampart::metrics::stats_tags`).
+fn stats_tag_rules() -> Vec<Value> {
+    stats_tags()
+        .into_iter()
+        .map(|(tag, regex)| json!({ "tag_name": tag, "regex": regex }))
+        .collect()
+}
+
+/// `extraStatTags: [rampart_contract, rampart_input]`: the `proxy.istio.io/config`
+/// (ProxyConfig) line from which Istio generates the rules of [`stats_tag_rules`].
+fn istio_proxy_config() -> String {
+    format!("extraStatTags: [{}]", TAGS.join(", "))
+}
+
 fn envoy(
     args: &EnvoyArgs,
     contract: &Contract,
@@ -259,12 +274,7 @@ fn envoy(
         // xDS sources, ECDS from a file included, need the node's identity.
         "node": { "id": args.node, "cluster": args.node },
         "admin": { "address": socket(&args.admin) },
-        "stats_config": {
-            "stats_tags": [{
-                "tag_name": CONTRACT_TAG,
-                "regex": contract_tag_regex(),
-            }],
-        },
+        "stats_config": { "stats_tags": stats_tag_rules() },
         "static_resources": {
             "listeners": [{
                 "name": "ingress",
@@ -388,6 +398,26 @@ fn istio(
     routing_text.push_str(&to_yaml(&virtual_service));
     routing_text.push_str("---\n");
     routing_text.push_str(&to_yaml(&destination_rule));
+    let stats_patch = json!({
+        "spec": { "template": { "metadata": { "annotations": {
+            "proxy.istio.io/config": istio_proxy_config(),
+        } } } },
+    });
+    let mut stats_text = command.header(&format!(
+        "Istio stats tags for contract {name}: a patch for the pod template of the workload the \
+         WasmPlugin selects."
+    ));
+    stats_text.push_str(&format!(
+        "# The filter names its metrics with the contract and input as tags (rampart_contract=.=...;.;).\n\
+         # Istio generates the stats_tags rule that makes a tag a Prometheus label only for the\n\
+         # names in extraStatTags; without them the contract stays in the metric name. Apply:\n\
+         #   kubectl -n {namespace} patch deployment <workload> --type strategic --patch-file stats-tags.yaml\n\
+         # (the bootstrap is made at pod start: the patch restarts the pods). This ProxyConfig\n\
+         # replaces the mesh's extraStatTags for the pod: list any the mesh sets too, or set them\n\
+         # mesh-wide instead (meshConfig.defaultConfig.{}).\n",
+        istio_proxy_config()
+    ));
+    stats_text.push_str(&to_yaml(&stats_patch));
     Ok(vec![
         Rendered {
             name: "wasmplugin.yaml",
@@ -396,6 +426,10 @@ fn istio(
         Rendered {
             name: "routing.yaml",
             text: routing_text,
+        },
+        Rendered {
+            name: "stats-tags.yaml",
+            text: stats_text,
         },
     ])
 }
@@ -470,7 +504,36 @@ fn envoy_gateway(
         "Gateway API HTTPRoute {route}: {canary_service} (canary) / {stable_service} (stable)."
     ));
     route_text.push_str(&to_yaml(&http_route));
+    let envoy_proxy = json!({
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "EnvoyProxy",
+        "metadata": { "name": "rampart-stats", "namespace": namespace },
+        "spec": { "bootstrap": {
+            "type": "JSONPatch",
+            "jsonPatches": stats_tag_rules()
+                .into_iter()
+                .map(|rule| json!({ "op": "add", "path": "/stats_config/stats_tags/-", "value": rule }))
+                .collect::<Vec<_>>(),
+        } },
+    });
+    let mut proxy_text = command.header(
+        "Envoy Gateway EnvoyProxy: the stats_tags rules that make the filter's contract and input labels.",
+    );
+    proxy_text.push_str(&format!(
+        "# The filter names its metrics with the contract and input as tags (rampart_contract=.=...;.;);\n\
+         # Envoy Gateway's bootstrap has no rule extracting them, so this patch adds two to its\n\
+         # stats_config.stats_tags. Reference it from Gateway {gateway} (same namespace):\n\
+         #   spec.infrastructure.parametersRef: {{group: gateway.envoyproxy.io, kind: EnvoyProxy, name: rampart-stats}}\n\
+         # or from its GatewayClass (spec.parametersRef, with the namespace). If the Gateway already\n\
+         # has an EnvoyProxy, add these jsonPatches to its spec.bootstrap instead.\n",
+        gateway = args.gateway
+    ));
+    proxy_text.push_str(&to_yaml(&envoy_proxy));
     Ok(vec![
+        Rendered {
+            name: "envoyproxy.yaml",
+            text: proxy_text,
+        },
         Rendered {
             name: "envoyextensionpolicy.yaml",
             text: policy_text,

@@ -516,11 +516,11 @@ fn serve(body: Arc<Mutex<String>>, seen: Arc<Mutex<Vec<String>>>) -> String {
 fn admin_stats(requests: u64, drift: u64, missing: u64, paused: u64) -> String {
     format!(
         "cluster.stable.upstream_rq_total: 7\n\
-         wasmcustom.rampart.checkout-v2.canary: 1\n\
-         wasmcustom.rampart.checkout-v2.drift: {drift}\n\
-         wasmcustom.rampart.checkout-v2.drift_paused: {paused}\n\
-         wasmcustom.rampart.checkout-v2.missing: {missing}\n\
-         wasmcustom.rampart.checkout-v2.requests: {requests}\n"
+         wasmcustom.rampart_contract=.=checkout-v2;.;rampart.canary: 1\n\
+         wasmcustom.rampart_contract=.=checkout-v2;.;rampart.drift: {drift}\n\
+         wasmcustom.rampart_contract=.=checkout-v2;.;rampart.drift_paused: {paused}\n\
+         wasmcustom.rampart_contract=.=checkout-v2;.;rampart.missing: {missing}\n\
+         wasmcustom.rampart_contract=.=checkout-v2;.;rampart.requests: {requests}\n"
     )
 }
 

@@ -10,8 +10,10 @@
 //! runs. `/stats` lags by at most one tick; readers (the CLI's gates, the tests) wait
 //! for the counts rather than expecting them at once.
 //!
-//! The names come from [`rampart::metrics`], which the CLI's gates read too; Envoy
-//! shows them under its `wasmcustom.` prefix in `/stats`.
+//! The names come from [`rampart::metrics`], which the CLI's gates read too: the
+//! contract and the input are tags inside the name (Istio's `<tag>=.=<value>;.;`), which
+//! the bootstrap's `stats_tags` rules turn into labels. Envoy shows the full names under
+//! its `wasmcustom.` prefix in `/stats`.
 
 use std::cell::Cell;
 

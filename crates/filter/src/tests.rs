@@ -11,12 +11,16 @@ use super::host::Host;
 use super::Vm;
 use rampart::decide::FILTER_STATE_KEY;
 use rampart::host::HostError;
+use rampart::metrics::contract_metric;
 
 const CONTRACT: &str = include_str!("../../../examples/contract.json");
 const TIER_PATH: &[u8] = b"metadata\0filter_metadata\0tenant\0tier";
 const REV_PATH: &[u8] = b"xds\0node\0metadata\0CONFIG_REV";
 /// `examples/snapshot.json`'s flags, canonical.
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+/// The per-input drift counter of input `flags`, with both tags in the name.
+const FLAGS_DRIFT: &str =
+    "rampart_contract=.=checkout-v2;.;rampart_input=.=flags;.;rampart.field.drift";
 
 /// One host call, as the fake saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +276,7 @@ fn counts_reach_envoy_on_the_tick_one_call_per_counter_that_moved() {
         host.request(&[("x-user-config", FLAGS), ("x-user-id", user)]);
         state.on_request_headers(&mut host);
         assert_eq!(
-            host.count("rampart.checkout-v2.requests"),
+            host.count(&contract_metric("checkout-v2", "requests")),
             0,
             "not per request"
         );
@@ -281,7 +285,7 @@ fn counts_reach_envoy_on_the_tick_one_call_per_counter_that_moved() {
     state.on_request_headers(&mut host);
     host.calls.clear();
     state.on_tick(&mut host);
-    let c = |name: &str| host.count(&format!("rampart.checkout-v2.{name}"));
+    let c = |name: &str| host.count(&contract_metric("checkout-v2", name));
     assert_eq!(
         (
             c("requests"),
@@ -292,7 +296,7 @@ fn counts_reach_envoy_on_the_tick_one_call_per_counter_that_moved() {
         ),
         (4, 2, 2, 3, 1)
     );
-    assert_eq!(c("field.flags.drift"), 1);
+    assert_eq!(host.count(FLAGS_DRIFT), 1);
     // requests, canary, stable, match, drift, field.flags.drift: six calls for four
     // requests, and none at all on a tick with nothing to add.
     assert_eq!(host.calls.len(), 6, "{:?}", host.calls);
@@ -315,7 +319,7 @@ fn a_deleted_configuration_hands_its_last_counts_to_envoy() {
     vm.take_stream(2).unwrap().on_request_headers(&mut host);
     let deleted = vm.delete(1).expect("a configuration");
     deleted.flush(&mut host);
-    assert_eq!(host.count("rampart.checkout-v2.requests"), 1);
+    assert_eq!(host.count(&contract_metric("checkout-v2", "requests")), 1);
 }
 
 #[test]
@@ -427,7 +431,7 @@ fn the_drift_log_is_rate_limited_per_interval() {
     assert!(lines[0].contains("flags=drift(observed sha256:"));
     assert!(!lines[0].contains("USD") && !lines[0].contains("false"));
     state.on_tick(&mut host);
-    assert_eq!(host.count("rampart.checkout-v2.field.flags.drift"), 3);
+    assert_eq!(host.count(FLAGS_DRIFT), 3);
 }
 
 #[test]
@@ -569,9 +573,10 @@ fn the_drift_pause_costs_no_host_call_per_request_only_per_tick() {
     host.calls.clear();
     state.on_tick(&mut host);
     assert!(host.calls.contains(&Call::SetSharedData));
-    assert!(host
-        .calls
-        .contains(&Call::Record("rampart.checkout-v2.drift_paused".into(), 1)));
+    assert!(host.calls.contains(&Call::Record(
+        contract_metric("checkout-v2", "drift_paused"),
+        1
+    )));
     // Paused: everyone to stable, before any input is read.
     host.request(&[("x-user-config", FLAGS), ("x-user-id", &user(true))]);
     state.on_request_headers(&mut host);

@@ -278,10 +278,13 @@ mod tests {
 
     #[test]
     fn stats_keep_integer_values_only() {
-        let text = "a.b: 12\nwasmcustom.rampart.x.requests: 7\ncluster.h: P0(nan,1)\n";
+        let text = "a.b: 12\nwasmcustom.rampart_contract=.=x;.;rampart.requests: 7\ncluster.h: P0(nan,1)\n";
         let stats = parse_stats(text);
         assert_eq!(stats.get("a.b"), Some(&12));
-        assert_eq!(stats.get("wasmcustom.rampart.x.requests"), Some(&7));
+        assert_eq!(
+            stats.get("wasmcustom.rampart_contract=.=x;.;rampart.requests"),
+            Some(&7)
+        );
         assert!(!stats.contains_key("cluster.h"));
     }
 }

@@ -1,0 +1,309 @@
+//! The contract and the input reach Prometheus as labels on every platform: one real
+//! Envoy 1.40 per platform, each with that platform's own `stats_config`
+//! (tests/fixtures/stats_config) plus what Rampart renders for it, scraped by one real
+//! Prometheus. The queries are the CLI's gate queries.
+//!
+//! - Istio: its bootstrap's stats_config with the rule it generates for each name in the
+//!   `extraStatTags` of `examples/istio/stats-tags.yaml`, written here in Istio's form.
+//! - Envoy Gateway: its bootstrap's stats_config with the `jsonPatches` of
+//!   `examples/envoy-gateway/envoyproxy.yaml` applied.
+//! - Rampart's own bootstrap: the stats_config of `examples/envoy-ecds/envoy.yaml`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use support::{
+    example_contract, get, repo_root, stat_name, tenant_metadata_filter, wasm_filter, Bootstrap,
+    Client, Envoy, TempDir,
+};
+
+const CONTRACT: &str = "checkout-v2";
+/// A second contract whose name differs only by `-`/`_`: Prometheus must keep them apart.
+const TWIN: &str = "checkout_v2";
+const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+const MATCHING: u64 = 12;
+const DRIFTED: u64 = 5;
+
+fn read_yaml(relative: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_root().join(relative)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).unwrap())
+        .collect()
+}
+
+fn fixture(name: &str) -> Value {
+    let path = repo_root().join("tests/fixtures/stats_config").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Istio's stats_config with the rules its bootstrap template generates for the
+/// `extraStatTags` that `rampart render istio` sets, where the template puts them.
+fn istio_stats_config() -> Value {
+    let patch = &read_yaml("examples/istio/stats-tags.yaml")[0];
+    let proxy_config = patch["spec"]["template"]["metadata"]["annotations"]
+        ["proxy.istio.io/config"]
+        .as_str()
+        .unwrap();
+    let proxy_config: Value = serde_yaml::from_str(proxy_config).unwrap();
+    let tags: Vec<&str> = proxy_config["extraStatTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["rampart_contract", "rampart_input"]);
+    let mut config = fixture("istio.json");
+    let rules = config["stats_tags"].as_array_mut().unwrap();
+    let at = rules
+        .iter()
+        .position(|r| r["tag_name"] == "mongo_prefix")
+        .unwrap()
+        + 1;
+    for (i, tag) in tags.iter().enumerate() {
+        rules.insert(
+            at + i,
+            json!({ "regex": format!(r"({tag}=\.=(.*?);\.;)"), "tag_name": tag }),
+        );
+    }
+    config
+}
+
+/// Envoy Gateway's stats_config with the rendered EnvoyProxy's JSON patches applied
+/// (the `add` to an array end they use; anything else fails the test).
+fn envoy_gateway_stats_config() -> Value {
+    let proxy = &read_yaml("examples/envoy-gateway/envoyproxy.yaml")[0];
+    assert_eq!(proxy["kind"], "EnvoyProxy");
+    assert_eq!(proxy["spec"]["bootstrap"]["type"], "JSONPatch");
+    let mut bootstrap = json!({ "stats_config": fixture("envoy-gateway.json") });
+    let patches = proxy["spec"]["bootstrap"]["jsonPatches"]
+        .as_array()
+        .unwrap();
+    assert_eq!(patches.len(), 2);
+    for patch in patches {
+        assert_eq!(patch["op"], "add", "{patch}");
+        let path = patch["path"].as_str().unwrap();
+        let parent = path.strip_suffix("/-").unwrap_or_else(|| panic!("{path}"));
+        let list = bootstrap
+            .pointer_mut(parent)
+            .and_then(Value::as_array_mut)
+            .unwrap_or_else(|| panic!("{parent} is not a list in Envoy Gateway's bootstrap"));
+        list.push(patch["value"].clone());
+    }
+    bootstrap["stats_config"].take()
+}
+
+/// The stats_config `rampart render envoy` writes.
+fn rampart_stats_config() -> Value {
+    read_yaml("examples/envoy-ecds/envoy.yaml")[0]["stats_config"].clone()
+}
+
+/// The example contract, and a twin named `checkout_v2` running before it.
+fn start_envoy(stats_config: Value) -> Envoy {
+    let mut twin = example_contract();
+    twin["contract"] = json!(TWIN);
+    let mut bootstrap = Bootstrap::new()
+        .pre_filter(tenant_metadata_filter())
+        .pre_filter(wasm_filter(&twin.to_string()))
+        .plugin_config(&example_contract().to_string())
+        .to_value();
+    bootstrap["stats_config"] = stats_config;
+    Envoy::start(&bootstrap.to_string())
+}
+
+fn send_traffic(envoy: &Envoy) {
+    let mut client = Client::new(envoy.addr("main"));
+    for i in 0..MATCHING {
+        let user = format!("u{i}");
+        let headers = [
+            ("x-user-id", user.as_str()),
+            ("x-user-config", FLAGS),
+            ("x-tenant-tier", "gold"),
+        ];
+        assert_eq!(client.get("/", &headers).status, 200);
+    }
+    for i in 0..DRIFTED {
+        let user = format!("d{i}");
+        let headers = [
+            ("x-user-id", user.as_str()),
+            ("x-user-config", r#"{"checkout_v2":false}"#),
+            ("x-tenant-tier", "gold"),
+        ];
+        assert_eq!(client.get("/", &headers).status, 200);
+    }
+    for contract in [CONTRACT, TWIN] {
+        envoy.wait_for_counter(&stat_name(contract, "requests"), MATCHING + DRIFTED);
+        assert_eq!(
+            envoy.counter(&stat_name(contract, "field.flags.drift")),
+            DRIFTED
+        );
+    }
+}
+
+/// A real Prometheus scraping each Envoy's `/stats/prometheus` as its own job.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(jobs: &[(&str, SocketAddr)]) -> Self {
+        let binary = std::env::var_os("RAMPART_PROMETHEUS")
+            .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
+        let dir = TempDir::new("prometheus-labels");
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        for (job, admin) in jobs {
+            config.push_str(&format!(
+                "- job_name: {job}\n  metrics_path: /stats/prometheus\n  \
+                 static_configs:\n  - targets: ['{admin}']\n"
+            ));
+        }
+        let config = dir.write("prometheus.yml", &config);
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): `cargo xtask test` installs it (Debian package prometheus)",
+                    binary.display()
+                )
+            });
+        let prometheus = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        eventually("Prometheus ready", || {
+            std::net::TcpStream::connect(addr).is_ok() && get(addr, "/-/ready", &[]).status == 200
+        });
+        prometheus
+    }
+
+    /// The result vector of an instant PromQL query.
+    fn query(&self, promql: &str) -> Vec<Value> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let response = get(self.addr, &format!("/api/v1/query?query={encoded}"), &[]);
+        let body: Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(body["status"], "success", "{promql}: {body}");
+        body["data"]["result"].as_array().unwrap().clone()
+    }
+
+    /// The value of a single-series query, 0 if it has no result.
+    fn value(&self, promql: &str) -> f64 {
+        let result = self.query(promql);
+        assert!(result.len() <= 1, "{promql}: {result:?}");
+        result.first().map_or(0.0, |r| {
+            r["value"][1].as_str().unwrap().parse::<f64>().unwrap()
+        })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_bootstraps() {
+    let platforms = [
+        ("istio", istio_stats_config()),
+        ("envoy_gateway", envoy_gateway_stats_config()),
+        ("rampart", rampart_stats_config()),
+    ];
+    let envoys: Vec<(&str, Envoy)> = platforms
+        .into_iter()
+        .map(|(job, stats_config)| (job, start_envoy(stats_config)))
+        .collect();
+    for (_, envoy) in &envoys {
+        send_traffic(envoy);
+    }
+    let jobs: Vec<(&str, SocketAddr)> = envoys
+        .iter()
+        .map(|(job, envoy)| (*job, envoy.admin_addr()))
+        .collect();
+    let prometheus = Prometheus::start(&jobs);
+    let total = (MATCHING + DRIFTED) as f64;
+    for (job, _) in &jobs {
+        for contract in [CONTRACT, TWIN] {
+            // The gate's query (crates/cli/src/metrics.rs), per platform.
+            let requests =
+                format!(r#"sum(rampart_requests{{rampart_contract="{contract}",job="{job}"}})"#);
+            eventually(&format!("{job}: {requests} == {total}"), || {
+                prometheus.value(&requests) == total
+            });
+            let drift =
+                format!(r#"sum(rampart_drift{{rampart_contract="{contract}",job="{job}"}})"#);
+            assert_eq!(prometheus.value(&drift), DRIFTED as f64, "{job}: {drift}");
+            let field = format!(
+                r#"rampart_field_drift{{rampart_contract="{contract}",rampart_input="flags",job="{job}"}}"#
+            );
+            assert_eq!(prometheus.value(&field), DRIFTED as f64, "{job}: {field}");
+            let tier = format!(
+                r#"rampart_field_drift{{rampart_contract="{contract}",rampart_input="tier",job="{job}"}}"#
+            );
+            assert_eq!(prometheus.value(&tier), 0.0, "{job}: {tier}");
+        }
+        // One series name per metric: the contract and the input are only labels.
+        let rampart_names = prometheus.query(&format!(
+            r#"count by (__name__) ({{__name__=~"rampart_.*",job="{job}"}})"#
+        ));
+        let names: Vec<&str> = rampart_names
+            .iter()
+            .map(|r| r["metric"]["__name__"].as_str().unwrap())
+            .collect();
+        for expected in ["rampart_requests", "rampart_drift", "rampart_field_drift"] {
+            assert!(names.contains(&expected), "{job}: {names:?}");
+        }
+        for name in &names {
+            assert!(
+                !name.contains("checkout") && !name.contains("flags") && !name.contains("tier"),
+                "{job}: {name} keeps a contract or input in its name"
+            );
+        }
+        let leaked = prometheus.query(&format!(
+            r#"{{__name__=~".*(checkout|rampart_contract|rampart_input).*",job="{job}"}}"#
+        ));
+        assert!(leaked.is_empty(), "{job}: {leaked:?}");
+    }
+}
