@@ -185,18 +185,8 @@ impl Decision {
         }
         if let Some(b) = self.bucket {
             out.push_str(" bucket=");
-            let mut digits = [0u8; 5];
-            let mut at = digits.len();
-            let mut n = b;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            for &d in &digits[at..] {
+            let mut digits = [0u8; 20];
+            for &d in crate::jcs::decimal_digits(u64::from(b), &mut digits) {
                 out.push(char::from(d));
             }
         }
@@ -841,14 +831,7 @@ mod tests {
                     }
                 })
                 .collect();
-            for format in [
-                Format::String,
-                Format::Json,
-                Format::Int,
-                Format::Double,
-                Format::Bool,
-                Format::Digest,
-            ] {
+            for format in Format::ALL {
                 if let Ok(value) = decode(format, &bytes, 64, 8) {
                     let _ = value.digest();
                 }

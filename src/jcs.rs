@@ -283,8 +283,13 @@ fn number_text(value: f64, sink: &mut NumberText) {
 }
 
 /// Writes the decimal digits of `n`.
-fn write_decimal(mut n: u64, sink: &mut NumberText) {
+fn write_decimal(n: u64, sink: &mut NumberText) {
     let mut digits = [b'0'; 20];
+    sink.put(decimal_digits(n, &mut digits));
+}
+
+/// The decimal digits of `n`, written at the end of `digits`.
+pub(crate) fn decimal_digits(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -294,7 +299,7 @@ fn write_decimal(mut n: u64, sink: &mut NumberText) {
             break;
         }
     }
-    sink.put(&digits[at..]);
+    &digits[at..]
 }
 
 /// Sorts object members by key in UTF-16 order (RFC 8785 section 3.2.3).

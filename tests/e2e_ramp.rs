@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rampart::bucket::{bucket, is_canary, threshold_for_percent};
 use serde_json::{json, Value};
 use support::ecds::{eventually, rampart_cli, EcdsEnvoy};
+use support::prometheus::Prometheus;
 use support::tenant_metadata_filter;
 use support::{get, repo_root, Bootstrap, Client, TempDir};
 
@@ -152,13 +153,7 @@ impl Ramp {
     /// Runs a ramp command that must succeed; returns its JSON output.
     fn ramp_ok(&self, args: &[&str]) -> Value {
         let output = self.ramp(args);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "rampart ramp {args:?}: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_exit(&output, 0, &format!("rampart ramp {args:?}"));
         parse_json(&output)
     }
 
@@ -198,6 +193,17 @@ impl Ramp {
             })
         });
     }
+}
+
+/// Asserts `rampart` exited with `code`, else fails quoting `what` and its output.
+fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn parse_json(output: &Output) -> Value {
@@ -331,13 +337,7 @@ fn advance_through_every_step_under_load_without_a_failed_request() {
             ramp.ramp_ok(&["start"])
         } else {
             let output = ramp.advance_when_ready();
-            assert_eq!(
-                output.status.code(),
-                Some(0),
-                "advance to step {step}: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            assert_exit(&output, 0, &format!("advance to step {step}"));
             parse_json(&output)
         };
         assert_eq!(out["state"]["step"], json!(step), "{out}");
@@ -477,12 +477,7 @@ fn changed_live_config_blocks_advance_and_approval_relocks() {
         ramp.side(&canary_user, &new_flags);
     }
     let output = ramp.advance_when_ready();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0, "advance");
     ramp.ecds.wait_for_update(4);
 }
 
@@ -513,92 +508,11 @@ fn revert_sends_everyone_to_stable_within_one_reload() {
 // Prometheus
 // ---------------------------------------------------------------------------
 
-/// A real Prometheus scraping one Envoy's `/stats/prometheus` every second.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Prometheus {
-    fn start(envoy_admin: SocketAddr) -> Self {
-        let binary = std::env::var_os("RAMPART_PROMETHEUS")
-            .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
-        let dir = TempDir::new("prometheus");
-        let config = dir.write(
-            "prometheus.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n- job_name: envoy\n  metrics_path: /stats/prometheus\n  \
-                 static_configs:\n  - targets: ['{envoy_admin}']\n"
-            ),
-        );
-        let addr = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} ({e}): `cargo xtask test` installs it (Debian package prometheus)",
-                    binary.display()
-                )
-            });
-        let prometheus = Self {
-            child,
-            addr,
-            _dir: dir,
-        };
-        eventually("Prometheus ready", || {
-            std::net::TcpStream::connect(addr).is_ok() && get(addr, "/-/ready", &[]).status == 200
-        });
-        prometheus
-    }
-
-    /// The value of an instant PromQL query, 0 if it has no result.
-    fn query(&self, promql: &str) -> f64 {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let response = get(self.addr, &format!("/api/v1/query?query={encoded}"), &[]);
-        let body: Value = serde_json::from_str(&response.body).unwrap();
-        body["data"]["result"][0]["value"][1]
-            .as_str()
-            .map_or(0.0, |v| v.parse().unwrap())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
 #[test]
 fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
     // Start the ramp first, then point the plan at a Prometheus scraping its Envoy.
     let mut ramp = Ramp::start(PlanOptions::default());
-    let prometheus = Prometheus::start(ramp.ecds.envoy.admin_addr());
+    let prometheus = Prometheus::start(&[("envoy", ramp.ecds.envoy.admin_addr())]);
     let mut plan: Value =
         serde_json::from_str(&std::fs::read_to_string(&ramp.plan).unwrap()).unwrap();
     plan["metrics"] = json!({ "prometheus": format!("http://{}", prometheus.addr) });
@@ -610,46 +524,30 @@ fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
     ramp.ecds.wait_for_update(2);
     // Too few requests seen by Prometheus: "not yet" (exit 4), nothing published.
     let output = ramp.ramp(&["advance"]);
-    assert_eq!(
-        output.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert_exit(&output, 4, "advance");
     assert_eq!(ramp.ecds.updates(), 2);
 
+    // 40 requests with `flags`, then until Prometheus has scraped them into `metric`.
+    let send_and_scrape = |ramp: &Ramp, flags: &str, metric: &str| {
+        for i in 0..40 {
+            ramp.side(&user(i), flags);
+        }
+        let query = format!("sum({metric}{{rampart_contract=\"{CONTRACT}\"}})");
+        eventually(&format!("Prometheus scraped {query}"), || {
+            prometheus.value(&query) >= 40.0
+        });
+    };
+
     // Matching traffic, scraped: the gate opens.
-    for i in 0..40 {
-        ramp.side(&user(i), &flags);
-    }
-    let query = format!("sum(rampart_requests{{rampart_contract=\"{CONTRACT}\"}})");
-    eventually("Prometheus scraped the requests", || {
-        prometheus.query(&query) >= 40.0
-    });
+    send_and_scrape(&ramp, &flags, "rampart_requests");
     let output = ramp.advance_when_ready();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0, "advance");
     ramp.ecds.wait_for_update(3);
 
     // Drifted traffic, scraped: the gate blocks on the drift ratio Prometheus reports.
-    for i in 0..40 {
-        ramp.side(&user(i), r#"{"checkout_v2":false}"#);
-    }
-    let drift = format!("sum(rampart_drift{{rampart_contract=\"{CONTRACT}\"}})");
-    eventually("Prometheus scraped the drift", || {
-        prometheus.query(&drift) >= 40.0
-    });
+    send_and_scrape(&ramp, r#"{"checkout_v2":false}"#, "rampart_drift");
     let output = ramp.advance_when_ready();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert_exit(&output, 1, "advance");
     let out = parse_json(&output);
     assert_eq!(out["gate"], "drift", "{out}");
     assert!(out["drift_ratio"].as_f64().unwrap() > 0.2, "{out}");

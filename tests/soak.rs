@@ -7,6 +7,8 @@
 //! longer and writes its figures into RELIABILITY.md. Loopback only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/rng.rs"]
+mod rng;
 mod support;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rng::Rng;
 use support::ecds::EcdsEnvoy;
 use support::{example_contract, tenant_metadata_filter};
 use support::{try_get_raw, Bootstrap, Client, Envoy, Response};
@@ -79,27 +82,9 @@ impl Tally {
     }
 }
 
-/// xorshift64: each client's own fixed sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// A raw request with `headers` (raw lines, no CRLF) on its own connection.
+/// A raw GET with `headers` given as raw lines (bytes, no CRLF), closing after it.
 fn raw(headers: &[&[u8]]) -> Vec<u8> {
-    let mut out = b"GET / HTTP/1.1\r\nhost: soak\r\n".to_vec();
-    for h in headers {
-        out.extend_from_slice(h);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"connection: close\r\n\r\n");
-    out
+    support::raw_request("soak", headers)
 }
 
 fn client_loop(main: SocketAddr, seed: u64, stop: Arc<AtomicBool>) -> Tally {

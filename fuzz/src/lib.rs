@@ -180,14 +180,7 @@ fn is_header_name(name: &str) -> bool {
 }
 
 /// Formats in the order the first byte of a `decode` input selects them.
-const FORMATS: [Format; 6] = [
-    Format::String,
-    Format::Json,
-    Format::Int,
-    Format::Double,
-    Format::Bool,
-    Format::Digest,
-];
+const FORMATS: [Format; 6] = Format::ALL;
 
 /// Input decoders: byte 0 picks the format, byte 1 the limits, the rest is the value.
 /// Each format accepts exactly its documented encoding, and anything accepted has a

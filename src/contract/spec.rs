@@ -167,6 +167,16 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in the order they are declared.
+    pub const ALL: [Format; 6] = [
+        Format::String,
+        Format::Json,
+        Format::Int,
+        Format::Double,
+        Format::Bool,
+        Format::Digest,
+    ];
+
     /// The name used in the contract.
     pub fn as_str(self) -> &'static str {
         match self {

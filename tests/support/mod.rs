@@ -10,6 +10,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod ecds;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -618,6 +619,36 @@ impl Response {
 pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     try_request(addr, "GET", path, headers)
         .unwrap_or_else(|err| panic!("GET {path} on {addr} failed: {err}"))
+}
+
+/// The wasm VM never trapped: nothing in the log says a callback failed, nor any of
+/// `more_needles`.
+pub fn assert_no_vm_failure(envoy: &Envoy, more_needles: &[&str]) {
+    let log = envoy.log();
+    let needles = [
+        "Function: proxy_on",
+        "wasm trap",
+        "RuntimeError",
+        "panicked",
+    ];
+    for needle in needles.iter().chain(more_needles) {
+        assert!(
+            !log.contains(needle),
+            "VM failure ({needle}) in log:\n{log}"
+        );
+    }
+}
+
+/// A raw GET / to `host` with `headers` given as raw lines (bytes, no CRLF), closing the
+/// connection after it.
+pub fn raw_request(host: &str, headers: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("GET / HTTP/1.1\r\nhost: {host}\r\n").into_bytes();
+    for h in headers {
+        out.extend_from_slice(h);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out
 }
 
 /// Sends `raw_request` bytes verbatim on a new connection and reads one response:

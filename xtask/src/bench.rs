@@ -265,6 +265,15 @@ enum Expect {
 }
 
 /// One measured run of a variant in a round.
+/// One saturating wrk run: its result, Envoy's stats before and after, and the Envoy CPU it
+/// took in µs.
+struct Saturated {
+    wrk: WrkRun,
+    before: BTreeMap<String, u64>,
+    after: BTreeMap<String, u64>,
+    cpu_micros: u64,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Run {
     round: u32,
@@ -624,47 +633,65 @@ impl Bench {
                 memory.remove(variant.id),
             ));
         }
-        Ok(Value::Object(vec![
-            ("generated_by".into(), text("cargo xtask bench")),
-            ("context".into(), self.context()?),
+        self.results(
+            "cargo xtask bench",
+            vec![
+                (
+                    "warmup_seconds".into(),
+                    num(f64::from(self.options.warmup_seconds)),
+                ),
+                (
+                    "wrk_connections".into(),
+                    num(f64::from(self.generators.wrk_connections)),
+                ),
+                (
+                    "oha_connections".into(),
+                    num(f64::from(self.generators.oha_connections)),
+                ),
+                ("latency_rate_rps".into(), num(f64::from(rate))),
+                ("latency_load_share_of_a0".into(), num(LATENCY_LOAD)),
+                ("sticky_keys".into(), num(USERS as f64)),
+                ("config_header_bytes".into(), num(CONFIG.len() as f64)),
+                (
+                    "envoy_cpu".into(),
+                    self.envoy_cpu.map_or(Value::Null, |c| num(c as f64)),
+                ),
+                (
+                    "load_cpu".into(),
+                    self.generators.cpu.map_or(Value::Null, |c| num(c as f64)),
+                ),
+            ],
+            vec![
+                ("wasm_stats".into(), vm_stats),
+                ("a3d_drift_log_lines".into(), num(drift_log_lines as f64)),
+                ("variants".into(), Value::Array(entries)),
+            ],
+        )
+    }
+
+    /// A results file: what wrote it, the machine, the settings every run shares followed by
+    /// `settings`, then `rest`.
+    fn results(
+        &self,
+        generated_by: &str,
+        settings: Vec<(String, Value)>,
+        rest: Vec<(String, Value)>,
+    ) -> Result<Value> {
+        let mut all_settings = vec![
+            ("rounds".into(), num(f64::from(self.options.rounds))),
             (
-                "settings".into(),
-                Value::Object(vec![
-                    ("rounds".into(), num(f64::from(self.options.rounds))),
-                    (
-                        "seconds_per_run".into(),
-                        num(f64::from(self.options.seconds)),
-                    ),
-                    (
-                        "warmup_seconds".into(),
-                        num(f64::from(self.options.warmup_seconds)),
-                    ),
-                    (
-                        "wrk_connections".into(),
-                        num(f64::from(self.generators.wrk_connections)),
-                    ),
-                    (
-                        "oha_connections".into(),
-                        num(f64::from(self.generators.oha_connections)),
-                    ),
-                    ("latency_rate_rps".into(), num(f64::from(rate))),
-                    ("latency_load_share_of_a0".into(), num(LATENCY_LOAD)),
-                    ("sticky_keys".into(), num(USERS as f64)),
-                    ("config_header_bytes".into(), num(CONFIG.len() as f64)),
-                    (
-                        "envoy_cpu".into(),
-                        self.envoy_cpu.map_or(Value::Null, |c| num(c as f64)),
-                    ),
-                    (
-                        "load_cpu".into(),
-                        self.generators.cpu.map_or(Value::Null, |c| num(c as f64)),
-                    ),
-                ]),
+                "seconds_per_run".into(),
+                num(f64::from(self.options.seconds)),
             ),
-            ("wasm_stats".into(), vm_stats),
-            ("a3d_drift_log_lines".into(), num(drift_log_lines as f64)),
-            ("variants".into(), Value::Array(entries)),
-        ]))
+        ];
+        all_settings.extend(settings);
+        let mut members = vec![
+            ("generated_by".into(), text(generated_by)),
+            ("context".into(), self.context()?),
+            ("settings".into(), Value::Object(all_settings)),
+        ];
+        members.extend(rest);
+        Ok(Value::Object(members))
     }
 
     /// A0's saturation throughput, and from it the fixed rate of the latency runs.
@@ -698,19 +725,15 @@ impl Bench {
             round,
             ..Run::default()
         };
-        self.generators
-            .wrk(&url, &variant.wrk_script, self.options.warmup_seconds)?;
-
-        let before = envoy.stats()?;
-        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
-        let wrk = self
-            .generators
-            .wrk(&url, &variant.wrk_script, self.options.seconds)?;
-        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
-        let after = envoy.stats()?;
+        let Saturated {
+            wrk,
+            before,
+            after,
+            cpu_micros,
+        } = self.saturate(envoy, variant)?;
         run.rps = wrk.rps();
-        run.cpu_us = per_request(cpu_after - cpu_before, wrk.requests);
-        run.envoy_busy = (cpu_after - cpu_before) as f64 / 1e6 / wrk.seconds.max(1e-9);
+        run.cpu_us = per_request(cpu_micros, wrk.requests);
+        run.envoy_busy = cpu_micros as f64 / 1e6 / wrk.seconds.max(1e-9);
         check_wrk(&wrk, &mut run.problems);
         run.canary_share = check_counters(variant, &before, &after, probe_share, &mut run.problems);
         check_floor(variant, &before, &after, wrk.requests, &mut run.problems);
@@ -727,6 +750,27 @@ impl Bench {
         run.p99_us = oha.p99_us;
         run.p999_us = oha.p999_us;
         Ok(run)
+    }
+
+    /// A warm-up, then one saturating wrk run against `variant` with Envoy's stats and CPU
+    /// read on either side of it.
+    fn saturate(&self, envoy: &Envoy, variant: &Variant) -> Result<Saturated> {
+        let url = url(variant.listener.port);
+        self.generators
+            .wrk(&url, &variant.wrk_script, self.options.warmup_seconds)?;
+        let before = envoy.stats()?;
+        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
+        let wrk = self
+            .generators
+            .wrk(&url, &variant.wrk_script, self.options.seconds)?;
+        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
+        let after = envoy.stats()?;
+        Ok(Saturated {
+            wrk,
+            before,
+            after,
+            cpu_micros: cpu_after - cpu_before,
+        })
     }
 
     /// RSS and Envoy's memory stats with only this variant's listener, after a short load.
@@ -962,20 +1006,16 @@ impl Bench {
             for k in 0..n {
                 let i = (k + round as usize - 1) % n;
                 let variant = &variants[i];
-                let url = url(variant.listener.port);
-                self.generators
-                    .wrk(&url, &variant.wrk_script, self.options.warmup_seconds)?;
-                let before = envoy.stats()?;
-                let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
-                let wrk = self
-                    .generators
-                    .wrk(&url, &variant.wrk_script, self.options.seconds)?;
-                let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
-                let after = envoy.stats()?;
+                let Saturated {
+                    wrk,
+                    before,
+                    after,
+                    cpu_micros,
+                } = self.saturate(&envoy, variant)?;
                 let mut problems = Vec::new();
                 check_wrk(&wrk, &mut problems);
                 check_counters(variant, &before, &after, shares[i], &mut problems);
-                let cpu = per_request(cpu_after - cpu_before, wrk.requests);
+                let cpu = per_request(cpu_micros, wrk.requests);
                 println!(
                     "bench: round {round}/{} {:<32} {:>8.0} rps {:>6.1} µs/req{}",
                     self.options.rounds,
@@ -1016,29 +1056,18 @@ impl Bench {
                 ("flagged_runs".into(), Value::Array(flagged)),
             ]));
         }
-        Ok(Value::Object(vec![
-            ("generated_by".into(), text("cargo xtask bench --builds")),
-            ("context".into(), self.context()?),
-            (
-                "settings".into(),
-                Value::Object(vec![
-                    ("rounds".into(), num(f64::from(self.options.rounds))),
-                    (
-                        "seconds_per_run".into(),
-                        num(f64::from(self.options.seconds)),
-                    ),
-                    (
-                        "wasm_opt".into(),
-                        text(
-                            command_output(Command::new(&wasm_opt).arg("--version"))
-                                .unwrap_or_default()
-                                .trim(),
-                        ),
-                    ),
-                ]),
-            ),
-            ("builds".into(), Value::Array(entries)),
-        ]))
+        self.results(
+            "cargo xtask bench --builds",
+            vec![(
+                "wasm_opt".into(),
+                text(
+                    command_output(Command::new(&wasm_opt).arg("--version"))
+                        .unwrap_or_default()
+                        .trim(),
+                ),
+            )],
+            vec![("builds".into(), Value::Array(entries))],
+        )
     }
 }
 
@@ -1608,7 +1637,7 @@ mod tests {
             floor_increments: None,
             wrk_script: PathBuf::new(),
         };
-        let stats = |requests: u64, matched: u64, canary: u64| {
+        let stats = |(requests, matched, canary): (u64, u64, u64)| {
             BTreeMap::from([
                 ("p.requests".to_owned(), requests),
                 ("p.match".to_owned(), matched),
@@ -1616,39 +1645,16 @@ mod tests {
             ])
         };
         let mut problems = Vec::new();
-        let share = check_counters(
-            &variant,
-            &stats(0, 0, 0),
-            &stats(1000, 1000, 250),
-            0.25,
-            &mut problems,
-        );
-        assert_eq!(share, Some(0.25));
-        assert!(problems.is_empty(), "{problems:?}");
-        check_counters(
-            &variant,
-            &stats(0, 0, 0),
-            &stats(1000, 990, 250),
-            0.25,
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1);
-        check_counters(
-            &variant,
-            &stats(0, 0, 0),
-            &stats(1000, 1000, 500),
-            0.25,
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 2);
-        check_counters(
-            &variant,
-            &stats(5, 5, 0),
-            &stats(5, 5, 0),
-            0.25,
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 3);
+        // The canary share it reads, and how many problems it has found so far.
+        let mut check = |before, after| {
+            let share =
+                check_counters(&variant, &stats(before), &stats(after), 0.25, &mut problems);
+            (share, problems.len())
+        };
+        assert_eq!(check((0, 0, 0), (1000, 1000, 250)), (Some(0.25), 0));
+        assert_eq!(check((0, 0, 0), (1000, 990, 250)).1, 1);
+        assert_eq!(check((0, 0, 0), (1000, 1000, 500)).1, 2);
+        assert_eq!(check((5, 5, 0), (5, 5, 0)).1, 3);
     }
 }
 

@@ -31,6 +31,21 @@ pub fn capture(cmd: &mut Command) -> Result<Output> {
     cmd.output().map_err(|err| cannot_start(cmd, &err))
 }
 
+/// Runs `cmd` to completion, capturing its output; fails unless it succeeds, with its
+/// stderr in the message.
+pub fn capture_success(cmd: &mut Command) -> Result<Output> {
+    let output = capture(cmd)?;
+    if !output.status.success() {
+        return Err(Error::new(format!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(output)
+}
+
 /// The command line of `cmd`, for messages.
 pub fn describe(cmd: &Command) -> String {
     // `cargo` reads better than the toolchain path `CARGO` points at.

@@ -249,9 +249,9 @@ pub struct EcdsArgs {
     pub filter_name: String,
 }
 
-/// `rampart render istio`.
+/// What both Kubernetes targets take: the contract, where to write, the namespace.
 #[derive(Debug, Args)]
-pub struct IstioArgs {
+pub struct KubernetesArgs {
     /// The contract to render.
     #[command(flatten)]
     pub source: ContractSource,
@@ -261,6 +261,14 @@ pub struct IstioArgs {
     /// The namespace of every resource.
     #[arg(long, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
+}
+
+/// `rampart render istio`.
+#[derive(Debug, Args)]
+pub struct IstioArgs {
+    /// The contract, where to write, the namespace.
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     /// The workload whose proxy routes to the service (its sidecar or the ingress gateway).
     #[arg(long, value_name = "KEY=VALUE", default_value = DEFAULT_SELECTOR)]
     pub selector: Label,
@@ -312,15 +320,9 @@ impl Phase {
 /// `rampart render envoy-gateway`.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// The contract to render.
+    /// The contract, where to write, the namespace.
     #[command(flatten)]
-    pub source: ContractSource,
-    /// Write the files here instead of printing them.
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
-    /// The namespace of every resource.
-    #[arg(long, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
-    pub namespace: String,
+    pub kubernetes: KubernetesArgs,
     /// The parent Gateway.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_GATEWAY)]
     pub gateway: String,
@@ -433,18 +435,22 @@ pub struct ChangeArgs {
     pub reason: Option<String>,
 }
 
+/// A ramp command that changes the ramp: the plan, and who changes it and why.
+#[derive(Debug, Clone, Args)]
+pub struct ChangeCommand {
+    /// The plan.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Actor and reason.
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
 /// The `rampart ramp` commands.
 #[derive(Debug, Subcommand)]
 pub enum RampCommand {
     /// Check the live config is the plan's snapshot, lock it, publish the first step.
-    Start {
-        /// The plan.
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// Actor and reason.
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Start(ChangeCommand),
     /// State, live config vs lock, drift since the step began, drift pause, bake time,
     /// audit and publish health (writes nothing).
     Status {
@@ -454,42 +460,14 @@ pub enum RampCommand {
     },
     /// Gate 1 live config has the locked digest (else block and print the delta), gate 2
     /// drift ratio and min requests, gate 3 bake time; then the next step.
-    Advance {
-        /// The plan.
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// Actor and reason.
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Advance(ChangeCommand),
     /// Hold at the current step (traffic unchanged).
-    Pause {
-        /// The plan.
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// Actor and reason.
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Pause(ChangeCommand),
     /// Continue a paused ramp, or a blocked one (a config block only once the live
     /// config is the locked one again).
-    Resume {
-        /// The plan.
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// Actor and reason.
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Resume(ChangeCommand),
     /// Everyone to stable at once (publishes 0%).
-    Revert {
-        /// The plan.
-        #[command(flatten)]
-        plan: PlanArgs,
-        /// Actor and reason.
-        #[command(flatten)]
-        change: ChangeArgs,
-    },
+    Revert(ChangeCommand),
     /// The locked snapshot vs the live one: JSON pointers, old and new digests.
     Diff {
         /// The plan.
@@ -522,12 +500,12 @@ impl RampCommand {
     /// The command's name, as `--json` answers name it.
     pub fn name(&self) -> &'static str {
         match self {
-            RampCommand::Start { .. } => "start",
+            RampCommand::Start(_) => "start",
             RampCommand::Status { .. } => "status",
-            RampCommand::Advance { .. } => "advance",
-            RampCommand::Pause { .. } => "pause",
-            RampCommand::Resume { .. } => "resume",
-            RampCommand::Revert { .. } => "revert",
+            RampCommand::Advance(_) => "advance",
+            RampCommand::Pause(_) => "pause",
+            RampCommand::Resume(_) => "resume",
+            RampCommand::Revert(_) => "revert",
             RampCommand::Diff { .. } => "diff",
             RampCommand::Approve(_) => "approve",
         }

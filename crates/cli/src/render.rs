@@ -52,8 +52,10 @@ pub fn render(target: &RenderTarget) -> Outcome {
     let (source, out_dir) = match target {
         RenderTarget::Envoy(a) => (&a.source, Some(&a.out_dir)),
         RenderTarget::Ecds(a) => (&a.source, a.out_dir.as_ref()),
-        RenderTarget::Istio(a) => (&a.source, a.out_dir.as_ref()),
-        RenderTarget::EnvoyGateway(a) => (&a.source, a.out_dir.as_ref()),
+        RenderTarget::Istio(IstioArgs { kubernetes: k, .. })
+        | RenderTarget::EnvoyGateway(GatewayArgs { kubernetes: k, .. }) => {
+            (&k.source, k.out_dir.as_ref())
+        }
     };
     let contract = load_contract(source)?;
     let mut command = CommandLine::new(target.name(), source, &contract.source);
@@ -326,7 +328,7 @@ fn istio(
     contract: &Contract,
     command: &mut CommandLine,
 ) -> Result<Vec<Rendered>, Failure> {
-    command.option("namespace", &args.namespace, DEFAULT_NAMESPACE);
+    command.option("namespace", &args.kubernetes.namespace, DEFAULT_NAMESPACE);
     command.option("selector", &args.selector, DEFAULT_SELECTOR);
     command.option("host", &args.host, DEFAULT_HOST);
     command.option("version-label", &args.version_label, DEFAULT_VERSION_LABEL);
@@ -334,7 +336,8 @@ fn istio(
     command.option("priority", args.priority, DEFAULT_PRIORITY);
     command.option("wasm", &args.wasm, DEFAULT_IMAGE);
     command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
-    let (namespace, host, version_label) = (&args.namespace, &args.host, &args.version_label);
+    let (namespace, host, version_label) =
+        (&args.kubernetes.namespace, &args.host, &args.version_label);
     let name = &contract.name;
     let plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
@@ -439,7 +442,7 @@ fn envoy_gateway(
     contract: &Contract,
     command: &mut CommandLine,
 ) -> Result<Vec<Rendered>, Failure> {
-    command.option("namespace", &args.namespace, DEFAULT_NAMESPACE);
+    command.option("namespace", &args.kubernetes.namespace, DEFAULT_NAMESPACE);
     command.option("gateway", &args.gateway, DEFAULT_GATEWAY);
     command.option("route", &args.route, DEFAULT_ROUTE);
     command.option(
@@ -455,7 +458,7 @@ fn envoy_gateway(
     command.option("port", args.port, DEFAULT_PORT);
     command.option("wasm", &args.wasm, DEFAULT_IMAGE);
     command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
-    let (namespace, route) = (&args.namespace, &args.route);
+    let (namespace, route) = (&args.kubernetes.namespace, &args.route);
     let (canary_service, stable_service) = (&args.canary_service, &args.stable_service);
     let name = &contract.name;
     let policy = json!({

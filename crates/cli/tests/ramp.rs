@@ -114,6 +114,14 @@ impl Ramp {
     }
 
     /// The contract the ECDS file publishes now.
+    /// The `action` of every audit record, in order.
+    fn actions(&self) -> Vec<String> {
+        self.records()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn published(&self) -> Value {
         let resource: Value = serde_json::from_slice(
             &std::fs::read(self.dir.join("ecds/rampart.ecds.json")).unwrap(),
@@ -258,11 +266,7 @@ fn a_ramp_walks_every_step_and_publishes_each_percent() {
     assert_eq!(done["state"]["status"], "completed");
     let (code, _) = ramp.json(&["ramp", "advance"]);
     assert_eq!(code, 3, "a completed ramp does not advance");
-    let actions: Vec<String> = ramp
-        .records()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_owned())
-        .collect();
+    let actions = ramp.actions();
     assert_eq!(
         actions,
         ["start", "advance", "advance", "advance", "advance", "complete"]
@@ -457,11 +461,7 @@ fn pause_resume_revert_transitions_and_refusals() {
     );
     let (code, report) = ramp.verify();
     assert_eq!(code, 0, "{report}");
-    let actions: Vec<String> = ramp
-        .records()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_owned())
-        .collect();
+    let actions = ramp.actions();
     assert_eq!(
         actions,
         ["start", "pause", "resume", "advance", "block", "resume", "revert"]

@@ -54,15 +54,7 @@ pub fn record(perf: &Path, pid: u32, seconds: u32, data: &Path) -> Result<()> {
         .arg("-o")
         .arg(data)
         .args(["--", "sleep", &seconds.to_string()]);
-    let output = process::capture(&mut cmd)?;
-    if !output.status.success() {
-        return Err(Error::new(format!(
-            "`{}` failed ({}): {}",
-            process::describe(&cmd),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
+    process::capture_success(&mut cmd)?;
     Ok(())
 }
 
@@ -75,15 +67,7 @@ pub fn report(perf: &Path, data: &Path) -> Result<String> {
         .arg(data)
         .args(["--stdio", "--no-children", "--sort", "dso,symbol"])
         .args(["-g", "none", "--percent-limit", "0", "-t", "\t"]);
-    let output = process::capture(&mut cmd)?;
-    if !output.status.success() {
-        return Err(Error::new(format!(
-            "`{}` failed ({}): {}",
-            process::describe(&cmd),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
+    let output = process::capture_success(&mut cmd)?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 

@@ -211,17 +211,22 @@ mod tests {
 
     const BAKED: u64 = STARTED + 600;
 
-    #[test]
-    fn all_gates_pass_and_the_ramp_advances_to_the_next_step() {
-        let r = reading(1200, 12, 1, Some(false));
-        let verdict = evaluate(
-            &state(1),
+    /// The verdict at `step` with the default gates and the live config still the locked one.
+    fn judge(step: usize, reading: Option<&Reading>, now: u64) -> Verdict {
+        evaluate(
+            &state(step),
             &STEPS,
             &gates(),
             &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+            reading,
+            now,
+        )
+    }
+
+    #[test]
+    fn all_gates_pass_and_the_ramp_advances_to_the_next_step() {
+        let r = reading(1200, 12, 1, Some(false));
+        let verdict = judge(1, Some(&r), BAKED);
         let Verdict::Advance {
             to_step,
             percent,
@@ -239,14 +244,7 @@ mod tests {
     #[test]
     fn the_last_step_completes() {
         let r = reading(1200, 10, 0, None);
-        let verdict = evaluate(
-            &state(3),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(3, Some(&r), BAKED);
         assert!(
             matches!(verdict, Verdict::Complete(p) if p.elapsed == 600),
             "{verdict:?}"
@@ -288,14 +286,7 @@ mod tests {
     #[test]
     fn the_data_planes_drift_pause_blocks_even_with_few_requests_and_a_low_ratio() {
         let r = reading(1005, 10, 0, Some(true));
-        let verdict = evaluate(
-            &state(2),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(2, Some(&r), BAKED);
         let Verdict::Block(BlockReason::DriftPaused(window)) = verdict else {
             panic!("{verdict:?}");
         };
@@ -306,14 +297,7 @@ mod tests {
     #[test]
     fn too_few_requests_wait() {
         let r = reading(1099, 10, 0, Some(false));
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(1, Some(&r), BAKED);
         assert!(
             matches!(verdict, Verdict::Wait(Wait::MinRequests(w)) if w.since.requests == 99),
             "{verdict:?}"
@@ -324,52 +308,24 @@ mod tests {
     fn a_drift_ratio_over_the_limit_blocks() {
         // 200 requests, 8 drifted + 3 missing: 0.055 > 0.05.
         let r = reading(1200, 18, 3, None);
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(1, Some(&r), BAKED);
         let Verdict::Block(BlockReason::DriftRatio(window)) = verdict else {
             panic!("{verdict:?}");
         };
         assert!((window.ratio - 0.055).abs() < 1e-12);
         // Exactly at the limit passes.
         let r = reading(1200, 20, 0, None);
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(1, Some(&r), BAKED);
         assert!(matches!(verdict, Verdict::Advance { .. }), "{verdict:?}");
     }
 
     #[test]
     fn bake_time_waits_after_the_drift_gate() {
         let r = reading(1200, 10, 0, None);
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED - 1,
-        );
+        let verdict = judge(1, Some(&r), BAKED - 1);
         assert_eq!(verdict, Verdict::Wait(Wait::Bake { elapsed: 599 }));
         // A clock behind the step's start (a clock step back) waits rather than wraps.
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            STARTED - 5,
-        );
+        let verdict = judge(1, Some(&r), STARTED - 5);
         assert_eq!(verdict, Verdict::Wait(Wait::Bake { elapsed: 0 }));
     }
 
@@ -378,28 +334,14 @@ mod tests {
         // Baseline 1000 requests; Envoy restarted and has counted 150 since: the window is
         // those 150, not an underflow and not zero.
         let r = reading(150, 3, 0, Some(false));
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(1, Some(&r), BAKED);
         let Verdict::Advance { passed, .. } = verdict else {
             panic!("{verdict:?}");
         };
         assert_eq!(passed.window.unwrap().since, counters(150, 3, 0));
         // The same after a restart with too few requests yet: wait, judged on the new count.
         let r = reading(40, 0, 0, None);
-        let verdict = evaluate(
-            &state(1),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            Some(&r),
-            BAKED,
-        );
+        let verdict = judge(1, Some(&r), BAKED);
         assert!(
             matches!(verdict, Verdict::Wait(Wait::MinRequests(w)) if w.since.requests == 40),
             "{verdict:?}"
@@ -408,14 +350,7 @@ mod tests {
 
     #[test]
     fn without_a_metrics_source_the_drift_gate_is_off() {
-        let verdict = evaluate(
-            &state(2),
-            &STEPS,
-            &gates(),
-            &delta("sha256:locked"),
-            None,
-            BAKED,
-        );
+        let verdict = judge(2, None, BAKED);
         assert!(
             matches!(verdict, Verdict::Advance { to_step: 3, passed, .. } if passed.window.is_none()),
             "{verdict:?}"

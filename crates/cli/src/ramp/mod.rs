@@ -28,11 +28,11 @@ pub fn run(command: &RampCommand) -> Outcome {
     let name = command.name();
     let no_change = ChangeArgs::default();
     let (plan, change) = match command {
-        RampCommand::Start { plan, change }
-        | RampCommand::Advance { plan, change }
-        | RampCommand::Pause { plan, change }
-        | RampCommand::Resume { plan, change }
-        | RampCommand::Revert { plan, change } => (plan, change.clone()),
+        RampCommand::Start(args)
+        | RampCommand::Advance(args)
+        | RampCommand::Pause(args)
+        | RampCommand::Resume(args)
+        | RampCommand::Revert(args) => (&args.plan, args.change.clone()),
         RampCommand::Status { plan } | RampCommand::Diff { plan } => (plan, no_change),
         RampCommand::Approve(args) => (
             &args.plan,
@@ -44,12 +44,12 @@ pub fn run(command: &RampCommand) -> Outcome {
     };
     let ctx = Ctx::new(plan, &change).map_err(|failure| json_failure(plan.json, name, failure))?;
     let result = match command {
-        RampCommand::Start { .. } => start(&ctx),
+        RampCommand::Start(_) => start(&ctx),
         RampCommand::Status { .. } => status(&ctx),
-        RampCommand::Advance { .. } => advance(&ctx),
-        RampCommand::Pause { .. } => pause(&ctx),
-        RampCommand::Resume { .. } => resume(&ctx),
-        RampCommand::Revert { .. } => revert(&ctx),
+        RampCommand::Advance(_) => advance(&ctx),
+        RampCommand::Pause(_) => pause(&ctx),
+        RampCommand::Resume(_) => resume(&ctx),
+        RampCommand::Revert(_) => revert(&ctx),
         RampCommand::Diff { .. } => diff(&ctx),
         RampCommand::Approve(args) => approve(&ctx, args),
     };
