@@ -3,7 +3,7 @@
 //! same lock again by ECDS keeps it, pushing a new (approved) lock clears it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::time::{Duration, Instant};
 

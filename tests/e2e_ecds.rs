@@ -2,7 +2,7 @@
 //! the CLI's resource format, the atomic replace, and live changes without restarts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};

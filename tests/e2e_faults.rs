@@ -5,7 +5,7 @@
 //! stay exact.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The Rampart filter in a real Envoy 1.40: the built `.wasm`, real HTTP, real `/stats`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::collections::BTreeMap;
 

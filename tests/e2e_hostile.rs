@@ -7,7 +7,7 @@
 //! repeated config headers), which is not repeated here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::collections::BTreeMap;
 

@@ -10,7 +10,7 @@
 //! - Rampart's own bootstrap: the stats_config of `examples/envoy-ecds/envoy.yaml`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::net::SocketAddr;
 

@@ -6,8 +6,7 @@
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
-#[path = "support/rng.rs"]
-mod rng;
+use rampart_test_support::rng;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! routing by the route header, stats, logs, the HTTP client and parallel startup.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};

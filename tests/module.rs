@@ -2,7 +2,7 @@
 //! `proxy_on_*` callback on every request) and what it imports from the host.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::collections::BTreeSet;
 

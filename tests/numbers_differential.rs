@@ -9,8 +9,7 @@
 //! between doubles and texts just either side of them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/rng.rs"]
-mod rng;
+use rampart_test_support::rng;
 
 use rampart::jcs::{write_number, Json};
 use rng::Rng;

@@ -3,7 +3,7 @@
 //! have the kinds, the contract and the safe exact-match routing they must have.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use rampart_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output};

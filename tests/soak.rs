@@ -7,9 +7,8 @@
 //! longer and writes its figures into RELIABILITY.md. Loopback only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/rng.rs"]
-mod rng;
-mod support;
+use rampart_test_support as support;
+use rampart_test_support::rng;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

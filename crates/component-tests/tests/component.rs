@@ -22,8 +22,7 @@ use serde_json::{json, Value as J};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store};
 
-#[path = "../../../tests/support/rng.rs"]
-mod rng;
+use rampart_test_support::rng;
 use rng::Rng;
 
 wasmtime::component::bindgen!({

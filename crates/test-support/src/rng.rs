@@ -1,12 +1,13 @@
 //! xorshift64*: a fixed sequence per seed, so a failing test reproduces exactly.
-//! Shared by the test crates that include it with `#[path = "support/rng.rs"] mod rng;`.
-#![allow(dead_code)] // each test crate uses only part of it
+//! The one generator of every test crate (`rampart_test_support::rng`).
 
 /// The generator; the seed must not be zero.
 pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
+    // Not an `Iterator`: the sequence never ends, and callers want `u64`, not `Option`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -6,11 +6,11 @@
 //!
 //! Helpers report failures by panicking with a message that says what to look at:
 //! in a test, that is the assertion.
-#![allow(dead_code)] // each test crate compiles its own copy and uses only part of it
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod ecds;
 pub mod prometheus;
+pub mod rng;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,9 +49,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// Lines of a log file quoted when Envoy fails to start.
 const TAIL_LINES: usize = 40;
 
-/// The repository root (the root package's manifest directory).
+/// The repository root (two levels above this crate's manifest directory).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .nth(2)
+        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
 }
 
 /// The Envoy binary: `RAMPART_ENVOY`, else the one `cargo xtask setup` installs.
@@ -154,8 +157,9 @@ impl Drop for TempDir {
 
 /// A running Envoy with its own temp dir; killed and cleaned up on drop.
 pub struct Envoy {
-    // Declared before `dir` so the process is gone before its files are removed.
-    process: KillOnDrop,
+    // Held only to be dropped: declared before `dir` so the process is gone before its
+    // files are removed.
+    _process: KillOnDrop,
     dir: TempDir,
     admin: SocketAddr,
     listeners: BTreeMap<String, SocketAddr>,
@@ -196,7 +200,7 @@ impl Envoy {
         let mut process = KillOnDrop(child);
         match wait_until_serving(&mut process.0, dir.path()) {
             Ok(Serving { admin, listeners }) => Self {
-                process,
+                _process: process,
                 dir,
                 admin,
                 listeners,
