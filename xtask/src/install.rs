@@ -2,10 +2,11 @@
 //! targets. Every command that needs one of them asks here, so a fresh machine gets
 //! the same steps, printed the same way, whichever command runs first.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::process;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Whether `program --version` runs and succeeds.
 pub fn answers(program: &str) -> bool {
@@ -34,6 +35,39 @@ pub fn debian(what: &str, packages: &[&str], present: impl Fn() -> bool) -> Resu
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Returns the program `name`: the path in environment variable `env` if set (never
+/// installed over), else the one on PATH or in /usr/bin, installing the Debian
+/// `package` that provides it if it is missing.
+pub fn program(env: &str, name: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        let path = PathBuf::from(path);
+        println!("setup: {name}: {} ({env})", path.display());
+        return Ok(path);
+    }
+    if let Some(path) = find(name) {
+        println!("setup: {name}: already installed at {}", path.display());
+        return Ok(path);
+    }
+    debian(name, &[package], || false)?;
+    find(name).ok_or_else(|| {
+        Error::new(format!(
+            "`apt-get install {package}` succeeded but no `{name}` binary was found"
+        ))
+    })
+}
+
+/// `name` on PATH or in /usr/bin.
+fn find(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
 }
 
 /// Adds a rustup target unless it is installed.

@@ -6,6 +6,7 @@ use std::process::Command;
 use crate::component;
 use crate::envoy;
 use crate::install;
+use crate::oci;
 use crate::process::{self, cargo};
 use crate::prometheus;
 use crate::{Error, Result};
@@ -129,6 +130,8 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let cli = build_cli(root)?;
     println!("test: RAMPART_CLI={}", cli.display());
     let prometheus = prometheus::ensure()?;
+    // tests/oci.rs pushes `rampart package`'s image to a registry and pulls it back.
+    let oci = oci::ensure()?;
     println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
@@ -147,6 +150,8 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .env("RAMPART_WASM", &prepared.wasm)
             .env("RAMPART_CLI", &cli)
             .env("RAMPART_PROMETHEUS", &prometheus)
+            .env("RAMPART_SKOPEO", &oci.skopeo)
+            .env("RAMPART_REGISTRY", &oci.registry)
             .env(component::ENV, &component)
             .current_dir(root),
     )?;

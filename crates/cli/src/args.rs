@@ -41,6 +41,9 @@ pub enum Command {
     /// Deployable config with exact-match routing: route header = canary value -> canary,
     /// everything else -> stable.
     Render(RenderArgs),
+    /// The filter module as an OCI image layout (Wasm image "compat" variant) that
+    /// Istio and Envoy Gateway pull; prints the manifest digest.
+    Package(PackageArgs),
     /// Drive a plan of steps through the gates (live config has the locked digest;
     /// drift ratio and request count since the step began; bake time).
     #[command(subcommand)]
@@ -100,6 +103,25 @@ pub struct BucketArgs {
     /// The sticky keys (user ids).
     #[arg(value_name = "KEY", required = true)]
     pub keys: Vec<String>,
+}
+
+/// `rampart package`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Push it with e.g. `skopeo copy oci:DIR:TAG docker://REGISTRY/REPO:TAG`; \
+the digest printed is the one `rampart render istio --sha256` pins."
+)]
+pub struct PackageArgs {
+    /// The filter module (`cargo xtask wasm` builds target/rampart.wasm).
+    #[arg(long, value_name = "FILE")]
+    pub wasm: PathBuf,
+    /// The directory of the OCI image layout (created if missing; index.json lists
+    /// this image only).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The tag the layout names the image by (`oci:DIR:TAG`).
+    #[arg(long, value_name = "TAG", default_value = env!("CARGO_PKG_VERSION"))]
+    pub tag: String,
 }
 
 /// `rampart render`.
@@ -290,6 +312,23 @@ pub struct IstioArgs {
     /// The plugin name.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
     pub filter_name: String,
+    /// Pins the module's digest.
+    #[command(flatten)]
+    pub pin: ImagePin,
+}
+
+/// `--sha256` / `--image-layout` of the Kubernetes targets: the `sha256` the proxy
+/// checks the pulled module against.
+#[derive(Debug, Args)]
+pub struct ImagePin {
+    /// Pin `sha256`: for an oci:// image the manifest's digest (what `rampart package`
+    /// prints), for an https:// module its own; with or without `sha256:`.
+    #[arg(long, value_name = "HEX", conflicts_with = "image_layout")]
+    pub sha256: Option<String>,
+    /// Pin `sha256` to the manifest digest of the image that `rampart package` wrote to
+    /// DIR, under the --wasm image's tag.
+    #[arg(long, value_name = "DIR")]
+    pub image_layout: Option<PathBuf>,
 }
 
 /// The phase of an Istio `WasmPlugin`.
@@ -344,6 +383,9 @@ pub struct GatewayArgs {
     /// The wasm extension's name.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_FILTER_NAME)]
     pub filter_name: String,
+    /// Pins the image's digest.
+    #[command(flatten)]
+    pub pin: ImagePin,
 }
 
 /// `ADDR:PORT`: an Envoy socket address (the address is kept as written).

@@ -2,8 +2,8 @@
 //! command line into [`Cli`] and hands it to [`run`]; tests and other crates call the
 //! same functions.
 //!
-//! Contract tools (`digest`, `check`, `lock`, `bucket`, `render`) and the ramp control
-//! plane: `ramp start|status|advance|pause|resume|revert|diff|approve` drive a plan of
+//! Contract tools (`digest`, `check`, `lock`, `bucket`, `render`), `package` (the
+//! module as an OCI image) and the ramp control plane: `ramp start|status|advance|pause|resume|revert|diff|approve` drive a plan of
 //! steps through three gates (live config has the locked digest; drift ratio and
 //! request count since the step began; bake time), publish each step to Envoy by ECDS,
 //! keep an atomically written state file, and record every change in a hash-chained
@@ -15,9 +15,9 @@
 //! in the ramp's current status; 4 a gate is still waiting (bake time, request count).
 //!
 //! Where things are: [`args`] declares the command line; `tools` the contract tools;
-//! `render` the deployable config; `ramp` the ramp commands (its `gates` module holds
-//! the gate decision as a pure function); [`ecds`] the published file format;
-//! [`files`] the atomic write every file goes through.
+//! `render` the deployable config; `oci` the image `package` writes; `ramp` the ramp
+//! commands (its `gates` module holds the gate decision as a pure function); [`ecds`]
+//! the published file format; [`files`] the atomic write every file goes through.
 
 #![warn(missing_docs)]
 
@@ -28,6 +28,7 @@ pub mod ecds;
 pub mod files;
 mod http;
 mod metrics;
+mod oci;
 mod plan;
 mod ramp;
 mod render;
@@ -119,6 +120,7 @@ pub fn run(cli: Cli) -> Outcome {
         Some(Command::Lock(args)) => tools::lock(&args),
         Some(Command::Bucket(args)) => tools::bucket(&args),
         Some(Command::Render(args)) => render::render(&args.target),
+        Some(Command::Package(args)) => oci::package(&args),
         Some(Command::Ramp(command)) => ramp::run(&command),
         Some(Command::Audit(command)) => ramp::audit_commands::run(&command),
         Some(Command::Version) => {

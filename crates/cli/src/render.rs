@@ -15,7 +15,7 @@ use rampart::metrics::{stats_tags, TAGS};
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    ContractSource, EnvoyArgs, GatewayArgs, HostPort, IstioArgs, Phase, RenderTarget,
+    ContractSource, EnvoyArgs, GatewayArgs, HostPort, ImagePin, IstioArgs, Phase, RenderTarget,
     DEFAULT_ADMIN, DEFAULT_CANARY, DEFAULT_CANARY_SERVICE, DEFAULT_ECDS_PATH, DEFAULT_FILTER_NAME,
     DEFAULT_GATEWAY, DEFAULT_HOST, DEFAULT_IMAGE, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_NODE,
     DEFAULT_PORT, DEFAULT_PRIORITY, DEFAULT_ROUTE, DEFAULT_SELECTOR, DEFAULT_STABLE,
@@ -23,6 +23,7 @@ use crate::args::{
 };
 use crate::ecds;
 use crate::files::write_atomically;
+use crate::oci;
 use crate::{Failure, Outcome};
 
 /// A rendered file: its name in the output directory and its text.
@@ -323,6 +324,55 @@ fn ecds_resource(filter_name: &str, wasm: &str, contract: &Contract) -> Result<R
     })
 }
 
+/// The `sha256` to pin (hex, no prefix) from `--sha256` or `--image-layout`, also
+/// recorded in the header's command line. For an image Istio and Envoy Gateway compare
+/// it with the manifest's digest.
+fn pinned_sha256(
+    wasm: &str,
+    pin: &ImagePin,
+    command: &mut CommandLine,
+) -> Result<Option<String>, Failure> {
+    let hex = resolve_pin(wasm, pin)?;
+    if let Some(hex) = &hex {
+        // The resolved digest, so the header reproduces the file without the layout.
+        command.option("sha256", hex, "");
+    }
+    Ok(hex)
+}
+
+fn resolve_pin(wasm: &str, pin: &ImagePin) -> Result<Option<String>, Failure> {
+    if let Some(given) = &pin.sha256 {
+        let digest = format!("sha256:{}", given.trim_start_matches("sha256:"));
+        rampart::Digest::parse_bytes(digest.as_bytes())
+            .map_err(|e| Failure::Usage(format!("--sha256 {given}: {e}")))?;
+        return Ok(Some(digest["sha256:".len()..].to_owned()));
+    }
+    let Some(dir) = &pin.image_layout else {
+        return Ok(None);
+    };
+    let reference = wasm.strip_prefix("oci://").unwrap_or(wasm);
+    if reference.contains("://") {
+        return Err(Failure::Usage(format!(
+            "--image-layout pins an OCI image; --wasm is {wasm}"
+        )));
+    }
+    // REGISTRY[:PORT]/REPO[:TAG][@DIGEST]: the tag follows the last `/`.
+    let (name, pinned) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let tag = last.split_once(':').map(|(_, tag)| tag);
+    let digest = oci::layout_digest(dir, if pinned.is_some() { None } else { tag })?;
+    if pinned.is_some_and(|pinned| pinned != digest) {
+        return Err(Failure::Invalid(format!(
+            "--wasm {wasm} names a digest other than the image in {} ({digest})",
+            dir.display()
+        )));
+    }
+    Ok(Some(digest["sha256:".len()..].to_owned()))
+}
+
 fn istio(
     args: &IstioArgs,
     contract: &Contract,
@@ -336,10 +386,11 @@ fn istio(
     command.option("priority", args.priority, DEFAULT_PRIORITY);
     command.option("wasm", &args.wasm, DEFAULT_IMAGE);
     command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
+    let sha256 = pinned_sha256(&args.wasm, &args.pin, command)?;
     let (namespace, host, version_label) =
         (&args.kubernetes.namespace, &args.host, &args.version_label);
     let name = &contract.name;
-    let plugin = json!({
+    let mut plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
         "metadata": { "name": format!("rampart-{name}"), "namespace": namespace },
@@ -374,6 +425,9 @@ fn istio(
             ],
         },
     });
+    if let Some(hex) = sha256 {
+        plugin["spec"]["sha256"] = Value::String(hex);
+    }
     istio_debug_header(contract, &mut virtual_service["spec"]["http"]);
     let destination_rule = json!({
         "apiVersion": "networking.istio.io/v1",
@@ -458,6 +512,10 @@ fn envoy_gateway(
     command.option("port", args.port, DEFAULT_PORT);
     command.option("wasm", &args.wasm, DEFAULT_IMAGE);
     command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
+    let mut image = json!({ "url": args.wasm });
+    if let Some(hex) = pinned_sha256(&args.wasm, &args.pin, command)? {
+        image["sha256"] = Value::String(hex);
+    }
     let (namespace, route) = (&args.kubernetes.namespace, &args.route);
     let (canary_service, stable_service) = (&args.canary_service, &args.stable_service);
     let name = &contract.name;
@@ -470,7 +528,7 @@ fn envoy_gateway(
             "wasm": [{
                 "name": args.filter_name,
                 "rootID": "rampart",
-                "code": { "type": "Image", "image": { "url": args.wasm } },
+                "code": { "type": "Image", "image": image },
                 // A skipped filter would let a forged route header through.
                 "failOpen": false,
                 "config": contract.value,
@@ -649,4 +707,69 @@ fn is_plain(text: &str) -> bool {
         && !reserved_word
         && !number_like
         && !text.ends_with(' ')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    /// The digest `render istio ARGS` and `render envoy-gateway ARGS` pin (the
+    /// contract is not read here); both must agree.
+    fn pinned(args: &[&str]) -> Result<Option<String>, Failure> {
+        let pin = |target: &str| {
+            let mut line = vec!["rampart", "render", target, "--contract", "c.json"];
+            line.extend_from_slice(args);
+            let Some(Command::Render(render)) = Cli::try_parse_from(line).unwrap().command else {
+                panic!("not render");
+            };
+            match render.target {
+                RenderTarget::Istio(a) => resolve_pin(&a.wasm, &a.pin),
+                RenderTarget::EnvoyGateway(a) => resolve_pin(&a.wasm, &a.pin),
+                _ => panic!("not a Kubernetes target"),
+            }
+        };
+        let (istio, gateway) = (pin("istio"), pin("envoy-gateway"));
+        assert_eq!(istio, gateway);
+        istio
+    }
+
+    #[test]
+    fn sha256_is_pinned_as_hex_with_or_without_its_prefix() {
+        let hex = "ab".repeat(32);
+        assert_eq!(pinned(&[]).unwrap(), None);
+        assert_eq!(pinned(&["--sha256", &hex]).unwrap(), Some(hex.clone()));
+        let prefixed = format!("sha256:{hex}");
+        assert_eq!(pinned(&["--sha256", &prefixed]).unwrap(), Some(hex));
+        assert!(pinned(&["--sha256", "abc"]).is_err());
+        assert!(pinned(&["--sha256", &"AB".repeat(32)]).is_err());
+    }
+
+    #[test]
+    fn image_layout_pins_the_manifest_digest_of_the_urls_tag() {
+        let dir = std::env::temp_dir().join(format!("rampart-render-oci-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        let index = serde_json::json!({ "manifests": [{
+            "digest": digest,
+            "annotations": { oci::REF_NAME: "1.2" },
+        }] });
+        std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+        let layout = dir.to_str().unwrap();
+        let at = |url: &str| pinned(&["--wasm", url, "--image-layout", layout]);
+        let hex = Some("cd".repeat(32));
+        assert_eq!(at("oci://reg:5000/team/rampart:1.2").unwrap(), hex);
+        assert_eq!(at(&format!("oci://reg/rampart@{digest}")).unwrap(), hex);
+        // Envoy Gateway also takes the reference without the scheme.
+        assert_eq!(at("reg:5000/team/rampart:1.2").unwrap(), hex);
+        // Another tag, another digest, or not an image at all.
+        assert!(at("oci://reg:5000/rampart:1.3").is_err());
+        assert!(at(&format!("oci://reg/rampart@sha256:{}", "00".repeat(32))).is_err());
+        assert!(at("https://example.com/rampart.wasm").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
