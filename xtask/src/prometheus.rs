@@ -3,7 +3,7 @@
 
 use crate::install;
 use crate::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The Debian package, which installs `/usr/bin/prometheus`.
 const PACKAGE: &str = "prometheus";
@@ -27,6 +27,26 @@ pub fn ensure() -> Result<PathBuf> {
             "`apt-get install {PACKAGE}` succeeded but no `prometheus` binary was found"
         ))
     })
+}
+
+/// Returns `promtool` (the PromQL tests run it), which the Debian package installs next
+/// to `prometheus`. `RAMPART_PROMTOOL` names a binary to use instead.
+pub fn promtool(prometheus: &Path) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RAMPART_PROMTOOL") {
+        let path = PathBuf::from(path);
+        println!("setup: promtool: {} (RAMPART_PROMTOOL)", path.display());
+        return Ok(path);
+    }
+    let beside = prometheus.with_file_name("promtool");
+    [beside, PathBuf::from("/usr/bin/promtool")]
+        .into_iter()
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            Error::new(format!(
+                "no `promtool` next to {} or in /usr/bin (package `{PACKAGE}` installs it)",
+                prometheus.display()
+            ))
+        })
 }
 
 fn find() -> Option<PathBuf> {

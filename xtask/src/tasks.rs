@@ -129,6 +129,8 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let cli = build_cli(root)?;
     println!("test: RAMPART_CLI={}", cli.display());
     let prometheus = prometheus::ensure()?;
+    let promtool = prometheus::promtool(&prometheus)?;
+    println!("test: RAMPART_PROMTOOL={}", promtool.display());
     println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
@@ -147,6 +149,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .env("RAMPART_WASM", &prepared.wasm)
             .env("RAMPART_CLI", &cli)
             .env("RAMPART_PROMETHEUS", &prometheus)
+            .env("RAMPART_PROMTOOL", &promtool)
             .env(component::ENV, &component)
             .current_dir(root),
     )?;
