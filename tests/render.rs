@@ -497,3 +497,89 @@ fn analysis_limit_comes_from_the_option_else_the_plan() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("gates.max_drift_ratio"));
 }
+
+/// The schema `kubectl --validate=strict` would apply to `kind`: the served version's
+/// `openAPIV3Schema` from a CRD in tests/fixtures/crds, with unknown fields rejected
+/// wherever the schema lists the properties and does not keep unknown ones.
+fn crd_schema(file: &str, kind: &str) -> Value {
+    let path = repo_root().join("tests/fixtures/crds").join(file);
+    let crd = yaml_documents(&read(&path))
+        .into_iter()
+        .find(|crd| crd["spec"]["names"]["kind"] == kind)
+        .unwrap_or_else(|| panic!("{file} has no CRD of kind {kind}"));
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["served"] == true && v["storage"] == true)
+        .unwrap();
+    let mut schema = version["schema"]["openAPIV3Schema"].clone();
+    strict(&mut schema);
+    schema
+}
+
+/// Adds `additionalProperties: false` to every schema with `properties` that leaves
+/// them open, walking only the keywords that hold schemas.
+fn strict(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    let keeps_unknown = map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+    if map.contains_key("properties") && !map.contains_key("additionalProperties") && !keeps_unknown
+    {
+        map.insert("additionalProperties".into(), json!(false));
+    }
+    for (keyword, value) in map.iter_mut() {
+        match keyword.as_str() {
+            "properties" => value
+                .as_object_mut()
+                .into_iter()
+                .flatten()
+                .for_each(|(_, s)| strict(s)),
+            "items" | "additionalProperties" | "not" => strict(value),
+            "anyOf" | "oneOf" | "allOf" => {
+                value.as_array_mut().into_iter().flatten().for_each(strict);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+    let validator = jsonschema::validator_for(schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its CRD: {errors:#?}"
+    );
+}
+
+#[test]
+fn analysis_examples_match_the_controllers_crd_schemas() {
+    let argo = crd_schema("argo-v1.9.1-analysis-template-crd.yaml", "AnalysisTemplate");
+    let path = "examples/argo-rollouts/analysistemplate.yaml";
+    for mut doc in yaml_documents(&read(&repo_root().join(path))) {
+        assert_valid(&argo, &doc, path);
+        doc["spec"]["metrics"][0]["provider"]["prometheus"]["bogus"] = json!("1m");
+        assert!(!jsonschema::validator_for(&argo).unwrap().is_valid(&doc));
+    }
+    let template = crd_schema("flagger-v1.44.0-crd.yaml", "MetricTemplate");
+    let path = "examples/flagger/metrictemplates.yaml";
+    for doc in yaml_documents(&read(&repo_root().join(path))) {
+        assert_valid(&template, &doc, path);
+    }
+    let canary = crd_schema("flagger-v1.44.0-crd.yaml", "Canary");
+    let analysis = &canary["properties"]["spec"]["properties"]["analysis"];
+    let path = "examples/flagger/canary-analysis.yaml";
+    let patch = yaml_documents(&read(&repo_root().join(path)));
+    assert_valid(analysis, &patch[0]["spec"]["analysis"], path);
+    assert_eq!(patch[0]["spec"].as_object().unwrap().len(), 1, "{path}");
+    // The strict schema does reject an unknown field.
+    let mut wrong = patch[0]["spec"]["analysis"].clone();
+    wrong["metrics"][0]["maxValue"] = json!(1);
+    let validator = jsonschema::validator_for(analysis).unwrap();
+    assert!(!validator.is_valid(&wrong));
+}
