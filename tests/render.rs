@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 use rampart::snapshot::lock_from_snapshot;
 use rampart::{ContractSpec, Json};
+use rampart_cli::args::{DEFAULT_MAX_DRIFT_RATIO, DEFAULT_PROMETHEUS, DEFAULT_WINDOW};
+use rampart_cli::{drift_pause_query, drift_ratio_query};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use support::ecds::{rampart_cli, wait_for_update};
@@ -34,6 +36,19 @@ const EXAMPLES: &[(&[&str], &str)] = &[
             "examples/contract.json",
         ],
         "examples/envoy-gateway",
+    ),
+    (
+        &[
+            "render",
+            "argo-rollouts",
+            "--contract",
+            "examples/contract.json",
+        ],
+        "examples/argo-rollouts",
+    ),
+    (
+        &["render", "flagger", "--contract", "examples/contract.json"],
+        "examples/flagger",
     ),
 ];
 
@@ -358,4 +373,213 @@ fn render_from_a_plan_uses_the_plans_contract() {
         ]
     );
     assert_eq!(documents[0]["spec"]["pluginConfig"], example_contract());
+}
+
+#[test]
+fn argo_rollouts_example_gates_on_the_shared_queries() {
+    let docs = yaml_documents(&read(
+        &repo_root().join("examples/argo-rollouts/analysistemplate.yaml"),
+    ));
+    assert_eq!(docs.len(), 1);
+    let template = &docs[0];
+    assert_eq!(template["apiVersion"], "argoproj.io/v1alpha1");
+    assert_eq!(template["kind"], "AnalysisTemplate");
+    let metrics = template["spec"]["metrics"].as_array().unwrap();
+    let limit = format!("result[0] <= {DEFAULT_MAX_DRIFT_RATIO}");
+    let expected = [
+        (
+            "rampart-drift-ratio",
+            drift_ratio_query("checkout-v2", DEFAULT_WINDOW),
+            limit.as_str(),
+        ),
+        (
+            "rampart-drift-pause",
+            drift_pause_query("checkout-v2"),
+            "result[0] == 0",
+        ),
+    ];
+    assert_eq!(metrics.len(), expected.len());
+    for (metric, (name, query, condition)) in metrics.iter().zip(&expected) {
+        assert_eq!(metric["name"], *name);
+        assert_eq!(metric["successCondition"], *condition);
+        let prometheus = &metric["provider"]["prometheus"];
+        assert_eq!(prometheus["query"], *query);
+        assert_eq!(prometheus["address"], DEFAULT_PROMETHEUS);
+        // Never empty, never NaN: no data reads 0.
+        assert!(query.ends_with(" or vector(0)"), "{query}");
+    }
+}
+
+#[test]
+fn flagger_example_ab_routes_on_the_route_header_and_gates_on_the_shared_queries() {
+    let templates = yaml_documents(&read(
+        &repo_root().join("examples/flagger/metrictemplates.yaml"),
+    ));
+    let queries: Vec<(&str, &str)> = templates
+        .iter()
+        .map(|t| {
+            assert_eq!(t["apiVersion"], "flagger.app/v1beta1");
+            assert_eq!(t["kind"], "MetricTemplate");
+            assert_eq!(t["spec"]["provider"]["type"], "prometheus");
+            (
+                t["metadata"]["name"].as_str().unwrap(),
+                t["spec"]["query"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            (
+                "rampart-checkout-v2-drift-ratio",
+                drift_ratio_query("checkout-v2", DEFAULT_WINDOW).as_str()
+            ),
+            (
+                "rampart-checkout-v2-drift-pause",
+                drift_pause_query("checkout-v2").as_str()
+            ),
+        ]
+    );
+    let patch = yaml_documents(&read(
+        &repo_root().join("examples/flagger/canary-analysis.yaml"),
+    ));
+    let analysis = &patch[0]["spec"]["analysis"];
+    // A/B: the exact match on the header the filter writes, as every other target routes.
+    assert_eq!(
+        analysis["match"],
+        json!([{ "headers": { "x-rampart-route": { "exact": "canary" } } }])
+    );
+    assert!(analysis["iterations"].as_u64().unwrap() > 0);
+    let metrics = analysis["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), 2);
+    for (metric, (template, _)) in metrics.iter().zip(&queries) {
+        assert_eq!(metric["templateRef"]["name"], *template);
+    }
+    assert_eq!(
+        metrics[0]["thresholdRange"],
+        json!({ "max": DEFAULT_MAX_DRIFT_RATIO })
+    );
+    assert_eq!(metrics[1]["thresholdRange"], json!({ "max": 0.0 }));
+}
+
+#[test]
+fn analysis_limit_comes_from_the_option_else_the_plan() {
+    let dir = TempDir::new("render-analysis");
+    let contract = repo_root().join("examples/contract.json");
+    let plan = dir.write(
+        "plan.json",
+        &json!({ "contract": contract, "gates": { "max_drift_ratio": 0.03 } }).to_string(),
+    );
+    let plan = plan.to_str().unwrap();
+    let text = rampart_ok(&["render", "argo-rollouts", "--plan", plan]);
+    assert!(text.contains("result[0] <= 0.03"), "{text}");
+    let text = rampart_ok(&[
+        "render",
+        "flagger",
+        "--plan",
+        plan,
+        "--max-drift-ratio",
+        "0.2",
+        "--window",
+        "10m",
+    ]);
+    assert!(text.contains("max: 0.2"), "{text}");
+    assert!(text.contains(&drift_ratio_query("checkout-v2", "10m").replace('"', "\\\"")));
+    assert!(
+        text.contains("--max-drift-ratio 0.2 --window 10m"),
+        "{text}"
+    );
+    let bad = dir.write(
+        "bad.json",
+        &json!({ "contract": contract, "gates": { "max_drift_ratio": 2 } }).to_string(),
+    );
+    let output = rampart(&["render", "argo-rollouts", "--plan", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("gates.max_drift_ratio"));
+}
+
+/// The schema `kubectl --validate=strict` would apply to `kind`: the served version's
+/// `openAPIV3Schema` from a CRD in tests/fixtures/crds, with unknown fields rejected
+/// wherever the schema lists the properties and does not keep unknown ones.
+fn crd_schema(file: &str, kind: &str) -> Value {
+    let path = repo_root().join("tests/fixtures/crds").join(file);
+    let crd = yaml_documents(&read(&path))
+        .into_iter()
+        .find(|crd| crd["spec"]["names"]["kind"] == kind)
+        .unwrap_or_else(|| panic!("{file} has no CRD of kind {kind}"));
+    let version = crd["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["served"] == true && v["storage"] == true)
+        .unwrap();
+    let mut schema = version["schema"]["openAPIV3Schema"].clone();
+    strict(&mut schema);
+    schema
+}
+
+/// Adds `additionalProperties: false` to every schema with `properties` that leaves
+/// them open, walking only the keywords that hold schemas.
+fn strict(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    let keeps_unknown = map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+    if map.contains_key("properties") && !map.contains_key("additionalProperties") && !keeps_unknown
+    {
+        map.insert("additionalProperties".into(), json!(false));
+    }
+    for (keyword, value) in map.iter_mut() {
+        match keyword.as_str() {
+            "properties" => value
+                .as_object_mut()
+                .into_iter()
+                .flatten()
+                .for_each(|(_, s)| strict(s)),
+            "items" | "additionalProperties" | "not" => strict(value),
+            "anyOf" | "oneOf" | "allOf" => {
+                value.as_array_mut().into_iter().flatten().for_each(strict);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+    let validator = jsonschema::validator_for(schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its CRD: {errors:#?}"
+    );
+}
+
+#[test]
+fn analysis_examples_match_the_controllers_crd_schemas() {
+    let argo = crd_schema("argo-v1.9.1-analysis-template-crd.yaml", "AnalysisTemplate");
+    let path = "examples/argo-rollouts/analysistemplate.yaml";
+    for mut doc in yaml_documents(&read(&repo_root().join(path))) {
+        assert_valid(&argo, &doc, path);
+        doc["spec"]["metrics"][0]["provider"]["prometheus"]["bogus"] = json!("1m");
+        assert!(!jsonschema::validator_for(&argo).unwrap().is_valid(&doc));
+    }
+    let template = crd_schema("flagger-v1.44.0-crd.yaml", "MetricTemplate");
+    let path = "examples/flagger/metrictemplates.yaml";
+    for doc in yaml_documents(&read(&repo_root().join(path))) {
+        assert_valid(&template, &doc, path);
+    }
+    let canary = crd_schema("flagger-v1.44.0-crd.yaml", "Canary");
+    let analysis = &canary["properties"]["spec"]["properties"]["analysis"];
+    let path = "examples/flagger/canary-analysis.yaml";
+    let patch = yaml_documents(&read(&repo_root().join(path)));
+    assert_valid(analysis, &patch[0]["spec"]["analysis"], path);
+    assert_eq!(patch[0]["spec"].as_object().unwrap().len(), 1, "{path}");
+    // The strict schema does reject an unknown field.
+    let mut wrong = patch[0]["spec"]["analysis"].clone();
+    wrong["metrics"][0]["maxValue"] = json!(1);
+    let validator = jsonschema::validator_for(analysis).unwrap();
+    assert!(!validator.is_valid(&wrong));
 }

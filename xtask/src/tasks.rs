@@ -132,6 +132,8 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prometheus = prometheus::ensure()?;
     // tests/oci.rs pushes `rampart package`'s image to a registry and pulls it back.
     let oci = oci::ensure()?;
+    let promtool = prometheus::promtool(&prometheus)?;
+    println!("test: RAMPART_PROMTOOL={}", promtool.display());
     println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
@@ -152,6 +154,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .env("RAMPART_PROMETHEUS", &prometheus)
             .env("RAMPART_SKOPEO", &oci.skopeo)
             .env("RAMPART_REGISTRY", &oci.registry)
+            .env("RAMPART_PROMTOOL", &promtool)
             .env(component::ENV, &component)
             .current_dir(root),
     )?;

@@ -154,6 +154,15 @@ pub enum RenderTarget {
     /// Printed, or written to DIR/envoyextensionpolicy.yaml and DIR/httproute.yaml with
     /// --out-dir.
     EnvoyGateway(GatewayArgs),
+    /// An Argo Rollouts AnalysisTemplate gating on the drift ratio and the drift pause.
+    ///
+    /// Printed, or written to DIR/analysistemplate.yaml with --out-dir.
+    ArgoRollouts(ArgoArgs),
+    /// Flagger MetricTemplates (drift ratio, drift pause) and the Canary's analysis.
+    ///
+    /// Printed, or written to DIR/metrictemplates.yaml and DIR/canary-analysis.yaml (a
+    /// merge patch for the Canary) with --out-dir.
+    Flagger(FlaggerArgs),
 }
 
 impl RenderTarget {
@@ -164,6 +173,8 @@ impl RenderTarget {
             RenderTarget::Ecds(_) => "ecds",
             RenderTarget::Istio(_) => "istio",
             RenderTarget::EnvoyGateway(_) => "envoy-gateway",
+            RenderTarget::ArgoRollouts(_) => "argo-rollouts",
+            RenderTarget::Flagger(_) => "flagger",
         }
     }
 }
@@ -271,9 +282,9 @@ pub struct EcdsArgs {
     pub filter_name: String,
 }
 
-/// What both Kubernetes targets take: the contract, where to write, the namespace.
+/// What every Kubernetes target takes: the contract, the output, the namespace.
 #[derive(Debug, Args)]
-pub struct KubernetesArgs {
+pub struct ManifestArgs {
     /// The contract to render.
     #[command(flatten)]
     pub source: ContractSource,
@@ -290,7 +301,7 @@ pub struct KubernetesArgs {
 pub struct IstioArgs {
     /// The contract, where to write, the namespace.
     #[command(flatten)]
-    pub kubernetes: KubernetesArgs,
+    pub manifests: ManifestArgs,
     /// The workload whose proxy routes to the service (its sidecar or the ingress gateway).
     #[arg(long, value_name = "KEY=VALUE", default_value = DEFAULT_SELECTOR)]
     pub selector: Label,
@@ -361,7 +372,7 @@ impl Phase {
 pub struct GatewayArgs {
     /// The contract, where to write, the namespace.
     #[command(flatten)]
-    pub kubernetes: KubernetesArgs,
+    pub manifests: ManifestArgs,
     /// The parent Gateway.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_GATEWAY)]
     pub gateway: String,
@@ -386,6 +397,137 @@ pub struct GatewayArgs {
     /// Pins the image's digest.
     #[command(flatten)]
     pub pin: ImagePin,
+}
+
+/// Default `--prometheus`: the Prometheus the analysis controller queries.
+pub const DEFAULT_PROMETHEUS: &str = "http://prometheus.monitoring.svc:9090";
+/// Default `--max-drift-ratio` with `--contract` (with `--plan`, the plan's
+/// `gates.max_drift_ratio`): the example plan's limit.
+pub const DEFAULT_MAX_DRIFT_RATIO: f64 = 0.01;
+/// Default `--window`.
+pub const DEFAULT_WINDOW: &str = "5m";
+/// Default `--interval`.
+pub const DEFAULT_INTERVAL: &str = "1m";
+/// Default `--failure-limit` (Argo Rollouts): the first failed measurement fails the analysis.
+pub const DEFAULT_FAILURE_LIMIT: u32 = 0;
+/// Default `--threshold` (Flagger): the first failed check rolls back.
+pub const DEFAULT_THRESHOLD: u32 = 1;
+/// Default `--iterations` (Flagger A/B checks before promotion).
+pub const DEFAULT_ITERATIONS: u32 = 10;
+
+/// What both analysis targets (Argo Rollouts, Flagger) take.
+#[derive(Debug, Args)]
+pub struct AnalysisArgs {
+    /// The contract to gate on, where to write, the namespace.
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    /// The Prometheus that scrapes the Envoys running the filter.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_PROMETHEUS, value_parser = http_url)]
+    pub prometheus: String,
+    /// Highest (drift + missing) / requests over the window [default: the plan's
+    /// gates.max_drift_ratio with --plan, else 0.01].
+    #[arg(long, value_name = "RATIO", value_parser = ratio)]
+    pub max_drift_ratio: Option<f64>,
+    /// The window the ratio is taken over (a PromQL duration).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_WINDOW)]
+    pub window: Duration,
+    /// How often the controller queries.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_INTERVAL, value_parser = interval)]
+    pub interval: Duration,
+}
+
+/// `rampart render argo-rollouts`.
+#[derive(Debug, Args)]
+pub struct ArgoArgs {
+    /// What both analysis targets take.
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Failed measurements tolerated before the analysis fails (the rollout aborts).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FAILURE_LIMIT)]
+    pub failure_limit: u32,
+}
+
+/// `rampart render flagger`.
+#[derive(Debug, Args)]
+pub struct FlaggerArgs {
+    /// What both analysis targets take.
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+    /// Failed checks before Flagger rolls back.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threshold: u32,
+    /// A/B checks (one per interval) before promotion.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub iterations: u32,
+}
+
+/// A duration as Prometheus and the controllers write it: digits and one unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duration(String);
+
+impl Duration {
+    /// The text, e.g. `5m`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Duration, String> {
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &text[digits.len()..];
+        let valid = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.bytes().any(|b| b != b'0')
+            && matches!(unit, "s" | "m" | "h" | "d");
+        if valid {
+            Ok(Duration(text.to_owned()))
+        } else {
+            Err(format!(
+                "expected a duration like 30s, 5m, 1h or 1d, got `{text}`"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A query interval: seconds or minutes (Flagger's schema takes no other unit).
+fn interval(text: &str) -> Result<Duration, String> {
+    let duration: Duration = text.parse()?;
+    if duration.0.ends_with('s') || duration.0.ends_with('m') {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "expected seconds or minutes (30s, 1m), got `{text}`"
+        ))
+    }
+}
+
+/// A drift-ratio limit, 0 to 1 (as the plan's `gates.max_drift_ratio`).
+pub fn ratio(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("expected a number from 0 to 1, got `{text}`"))
+}
+
+fn http_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !text.contains(char::is_whitespace) => {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("expected an http:// or https:// URL, got `{text}`")),
+    }
 }
 
 /// `ADDR:PORT`: an Envoy socket address (the address is kept as written).
@@ -662,6 +804,30 @@ mod tests {
         ])
         .is_err());
         assert!(parse(&["rampart", "render", "istio"]).is_err());
+        let analysis = |target: &str, extra: &[&str]| {
+            let mut args = vec!["rampart", "render", target, "--contract", "c"];
+            args.extend(extra);
+            parse(&args).is_ok()
+        };
+        assert!(analysis(
+            "argo-rollouts",
+            &["--failure-limit", "2", "--window", "10m"]
+        ));
+        assert!(!analysis("argo-rollouts", &["--iterations", "2"]));
+        assert!(analysis(
+            "flagger",
+            &["--iterations", "5", "--threshold", "2"]
+        ));
+        assert!(!analysis("flagger", &["--failure-limit", "2"]));
+        assert!(!analysis("flagger", &["--threshold", "0"]));
+        assert!(!analysis("flagger", &["--interval", "1h"]));
+        assert!(!analysis("argo-rollouts", &["--window", "5"]));
+        assert!(!analysis("argo-rollouts", &["--window", "0m"]));
+        assert!(!analysis("argo-rollouts", &["--max-drift-ratio", "1.5"]));
+        assert!(!analysis(
+            "argo-rollouts",
+            &["--prometheus", "prometheus:9090"]
+        ));
         assert!(parse(&[
             "rampart",
             "render",

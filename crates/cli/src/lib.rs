@@ -36,6 +36,12 @@ mod state;
 mod time;
 mod tools;
 
+/// The PromQL of the drift gate, one definition shared by the ramp's gate, the rendered
+/// Argo Rollouts / Flagger analyses and the promtool tests.
+pub use metrics::{
+    drift_pause_query, drift_ratio_query, gate_counter_query, gate_drift_paused_query,
+};
+
 use clap::CommandFactory;
 use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
 use rampart::snapshot::digest_of;

@@ -89,13 +89,13 @@ pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
         }
         MetricsSource::Prometheus(url) => {
             let base = url.trim_end_matches('/');
-            let query = |metric: &str, agg: &str| -> Result<Option<f64>, String> {
-                let promql = promql(agg, metric, contract);
+            let query = |promql: String| -> Result<Option<f64>, String> {
                 let url = format!("{base}/api/v1/query?query={}", http::encode_query(&promql));
                 parse_prometheus_scalar(&http::get(&url)?).map_err(|e| format!("{url}: {e}"))
             };
             let count = |counter: Counter| -> Result<u64, String> {
-                Ok(query(counter.name(), "sum")?.map_or(0, |v| v.max(0.0).round() as u64))
+                Ok(query(gate_counter_query(counter, contract))?
+                    .map_or(0, |v| v.max(0.0).round() as u64))
             };
             Ok(Reading {
                 counters: Counters {
@@ -103,7 +103,7 @@ pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
                     drift: count(Counter::Drift)?,
                     missing: count(Counter::Missing)?,
                 },
-                drift_paused: query(Gauge::DriftPaused.name(), "max")?.map(|v| v > 0.0),
+                drift_paused: query(gate_drift_paused_query(contract))?.map(|v| v > 0.0),
             })
         }
     }
@@ -112,11 +112,63 @@ pub fn read(source: &MetricsSource, contract: &str) -> Result<Reading, String> {
 /// `agg(rampart_<metric>{rampart_contract="<contract>"})`: one metric of one contract,
 /// summed (or maxed) over every Envoy Prometheus scrapes.
 fn promql(agg: &str, metric: &str, contract: &str) -> String {
+    promql_of(agg, &selector(metric, contract))
+}
+
+fn promql_of(agg: &str, inner: &str) -> String {
+    format!("{agg}({inner})")
+}
+
+/// `rampart_<metric>{rampart_contract="<contract>"}`.
+fn selector(metric: &str, contract: &str) -> String {
     format!(
-        "{agg}({}{{{CONTRACT_TAG}=\"{}\"}})",
+        "{}{{{CONTRACT_TAG}=\"{}\"}}",
         prometheus_name(metric),
         promql_escape(contract)
     )
+}
+
+/// The ramp gate's instant query for `counter` of `contract`: the sum over every Envoy.
+/// The gate takes the difference from the step's baseline itself (a value below the
+/// baseline is an Envoy restart).
+pub fn gate_counter_query(counter: Counter, contract: &str) -> String {
+    promql("sum", counter.name(), contract)
+}
+
+/// The ramp gate's instant query for the data-plane drift pause of `contract`: 1 if any
+/// Envoy holds it; an empty result means the gauge is not exported.
+pub fn gate_drift_paused_query(contract: &str) -> String {
+    promql("max", Gauge::DriftPaused.name(), contract)
+}
+
+/// The drift ratio of `contract` over `window` (a PromQL duration) for an external
+/// analysis (Argo Rollouts, Flagger): (increase of drift + missing) / increase of
+/// requests, each summed over every Envoy (`increase` absorbs counter resets).
+///
+/// Never empty and never NaN: no request in the window (or no series at all) reads 0,
+/// so a quiet window passes, as a window without drift; a missing drift or missing
+/// counter counts 0.
+pub fn drift_ratio_query(contract: &str, window: &str) -> String {
+    let increase = |counter: Counter| {
+        promql_of(
+            "sum",
+            &format!("increase({}[{window}])", selector(counter.name(), contract)),
+        )
+    };
+    format!(
+        "(({} or vector(0)) + ({} or vector(0))) / ({} > 0) or vector(0)",
+        increase(Counter::Drift),
+        increase(Counter::Missing),
+        increase(Counter::Requests)
+    )
+}
+
+/// The data-plane drift pause of `contract` for an external analysis: 1 while any
+/// Envoy holds it, else 0 (also when the gauge is not exported, as the ramp gate reads
+/// it). While the pause holds, requests count as `paused`, not drift: the ratio alone
+/// would look healthy.
+pub fn drift_pause_query(contract: &str) -> String {
+    format!("{} or vector(0)", gate_drift_paused_query(contract))
 }
 
 fn promql_escape(text: &str) -> String {

@@ -1,5 +1,5 @@
-//! `rampart render envoy|ecds|istio|envoy-gateway`: deployable configuration for a
-//! contract.
+//! `rampart render envoy|ecds|istio|envoy-gateway|argo-rollouts|flagger`: deployable
+//! configuration for a contract, and analysis gates for progressive-delivery controllers.
 //!
 //! Every target routes the same safe way: the filter writes the route header, an
 //! exact match on the canary value selects the canary, and the default route goes
@@ -15,14 +15,18 @@ use rampart::metrics::{stats_tags, TAGS};
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    ContractSource, EnvoyArgs, GatewayArgs, HostPort, ImagePin, IstioArgs, Phase, RenderTarget,
-    DEFAULT_ADMIN, DEFAULT_CANARY, DEFAULT_CANARY_SERVICE, DEFAULT_ECDS_PATH, DEFAULT_FILTER_NAME,
-    DEFAULT_GATEWAY, DEFAULT_HOST, DEFAULT_IMAGE, DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_NODE,
-    DEFAULT_PORT, DEFAULT_PRIORITY, DEFAULT_ROUTE, DEFAULT_SELECTOR, DEFAULT_STABLE,
-    DEFAULT_STABLE_SERVICE, DEFAULT_VERSION_LABEL, DEFAULT_WASM_PATH,
+    AnalysisArgs, ArgoArgs, ContractSource, EnvoyArgs, FlaggerArgs, GatewayArgs, HostPort,
+    ImagePin, IstioArgs, Phase, RenderTarget, DEFAULT_ADMIN, DEFAULT_CANARY,
+    DEFAULT_CANARY_SERVICE, DEFAULT_ECDS_PATH, DEFAULT_FAILURE_LIMIT, DEFAULT_FILTER_NAME,
+    DEFAULT_GATEWAY, DEFAULT_HOST, DEFAULT_IMAGE, DEFAULT_INTERVAL, DEFAULT_ITERATIONS,
+    DEFAULT_LISTEN, DEFAULT_MAX_DRIFT_RATIO, DEFAULT_NAMESPACE, DEFAULT_NODE, DEFAULT_PORT,
+    DEFAULT_PRIORITY, DEFAULT_PROMETHEUS, DEFAULT_ROUTE, DEFAULT_SELECTOR, DEFAULT_STABLE,
+    DEFAULT_STABLE_SERVICE, DEFAULT_THRESHOLD, DEFAULT_VERSION_LABEL, DEFAULT_WASM_PATH,
+    DEFAULT_WINDOW,
 };
 use crate::ecds;
 use crate::files::write_atomically;
+use crate::metrics::{drift_pause_query, drift_ratio_query};
 use crate::oci;
 use crate::{Failure, Outcome};
 
@@ -46,6 +50,8 @@ struct Contract {
     canary_value: String,
     /// `explain.response_header`: the debug header Envoy adds from filter state.
     debug_header: Option<String>,
+    /// With `--plan`: the plan's `gates.max_drift_ratio`.
+    plan_max_drift_ratio: Option<f64>,
 }
 
 /// Runs `rampart render TARGET ...`.
@@ -53,10 +59,16 @@ pub fn render(target: &RenderTarget) -> Outcome {
     let (source, out_dir) = match target {
         RenderTarget::Envoy(a) => (&a.source, Some(&a.out_dir)),
         RenderTarget::Ecds(a) => (&a.source, a.out_dir.as_ref()),
-        RenderTarget::Istio(IstioArgs { kubernetes: k, .. })
-        | RenderTarget::EnvoyGateway(GatewayArgs { kubernetes: k, .. }) => {
-            (&k.source, k.out_dir.as_ref())
-        }
+        RenderTarget::Istio(IstioArgs { manifests: m, .. })
+        | RenderTarget::EnvoyGateway(GatewayArgs { manifests: m, .. })
+        | RenderTarget::ArgoRollouts(ArgoArgs {
+            analysis: AnalysisArgs { manifests: m, .. },
+            ..
+        })
+        | RenderTarget::Flagger(FlaggerArgs {
+            analysis: AnalysisArgs { manifests: m, .. },
+            ..
+        }) => (&m.source, m.out_dir.as_ref()),
     };
     let contract = load_contract(source)?;
     let mut command = CommandLine::new(target.name(), source, &contract.source);
@@ -65,6 +77,8 @@ pub fn render(target: &RenderTarget) -> Outcome {
         RenderTarget::Ecds(args) => vec![ecds_resource(&args.filter_name, &args.wasm, &contract)?],
         RenderTarget::Istio(args) => istio(args, &contract, &mut command)?,
         RenderTarget::EnvoyGateway(args) => envoy_gateway(args, &contract, &mut command)?,
+        RenderTarget::ArgoRollouts(args) => argo_rollouts(args, &contract, &mut command),
+        RenderTarget::Flagger(args) => flagger(args, &contract, &mut command),
     };
     match out_dir {
         Some(dir) => {
@@ -98,7 +112,20 @@ fn load_contract(source: &ContractSource) -> Result<Contract, Failure> {
         }
     };
     let mut value = read_value(&path)?;
+    let mut plan_max_drift_ratio = None;
     if from_plan {
+        if let Some(limit) = value.get("gates").and_then(|g| g.get("max_drift_ratio")) {
+            let limit = limit
+                .as_f64()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    Failure::Invalid(format!(
+                        "{}: gates.max_drift_ratio: must be a number from 0 to 1",
+                        path.display()
+                    ))
+                })?;
+            plan_max_drift_ratio = Some(limit);
+        }
         // A plan names its contract file relative to itself.
         let Some(name) = value.get("contract").and_then(Value::as_str) else {
             return Err(Failure::Invalid(format!(
@@ -121,6 +148,7 @@ fn load_contract(source: &ContractSource) -> Result<Contract, Failure> {
         route_header: plan.route_header.clone(),
         canary_value: plan.canary_value.clone(),
         debug_header: plan.response_header.clone(),
+        plan_max_drift_ratio,
     })
 }
 
@@ -378,7 +406,7 @@ fn istio(
     contract: &Contract,
     command: &mut CommandLine,
 ) -> Result<Vec<Rendered>, Failure> {
-    command.option("namespace", &args.kubernetes.namespace, DEFAULT_NAMESPACE);
+    command.option("namespace", &args.manifests.namespace, DEFAULT_NAMESPACE);
     command.option("selector", &args.selector, DEFAULT_SELECTOR);
     command.option("host", &args.host, DEFAULT_HOST);
     command.option("version-label", &args.version_label, DEFAULT_VERSION_LABEL);
@@ -388,7 +416,7 @@ fn istio(
     command.option("filter-name", &args.filter_name, DEFAULT_FILTER_NAME);
     let sha256 = pinned_sha256(&args.wasm, &args.pin, command)?;
     let (namespace, host, version_label) =
-        (&args.kubernetes.namespace, &args.host, &args.version_label);
+        (&args.manifests.namespace, &args.host, &args.version_label);
     let name = &contract.name;
     let mut plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
@@ -496,7 +524,7 @@ fn envoy_gateway(
     contract: &Contract,
     command: &mut CommandLine,
 ) -> Result<Vec<Rendered>, Failure> {
-    command.option("namespace", &args.kubernetes.namespace, DEFAULT_NAMESPACE);
+    command.option("namespace", &args.manifests.namespace, DEFAULT_NAMESPACE);
     command.option("gateway", &args.gateway, DEFAULT_GATEWAY);
     command.option("route", &args.route, DEFAULT_ROUTE);
     command.option(
@@ -516,7 +544,7 @@ fn envoy_gateway(
     if let Some(hex) = pinned_sha256(&args.wasm, &args.pin, command)? {
         image["sha256"] = Value::String(hex);
     }
-    let (namespace, route) = (&args.kubernetes.namespace, &args.route);
+    let (namespace, route) = (&args.manifests.namespace, &args.route);
     let (canary_service, stable_service) = (&args.canary_service, &args.stable_service);
     let name = &contract.name;
     let policy = json!({
@@ -604,6 +632,150 @@ fn envoy_gateway(
             text: route_text,
         },
     ])
+}
+
+/// The options both analysis targets share, recorded on `command`; returns the
+/// drift-ratio limit (`--max-drift-ratio`, else the plan's, else the default).
+fn analysis_options(args: &AnalysisArgs, contract: &Contract, command: &mut CommandLine) -> f64 {
+    command.option("namespace", &args.manifests.namespace, DEFAULT_NAMESPACE);
+    command.option("prometheus", &args.prometheus, DEFAULT_PROMETHEUS);
+    if let Some(limit) = args.max_drift_ratio {
+        command.option("max-drift-ratio", limit, "");
+    }
+    command.option("window", &args.window, DEFAULT_WINDOW);
+    command.option("interval", &args.interval, DEFAULT_INTERVAL);
+    args.max_drift_ratio
+        .or(contract.plan_max_drift_ratio)
+        .unwrap_or(DEFAULT_MAX_DRIFT_RATIO)
+}
+
+/// What the analysis queries mean, for the generated files' headers.
+fn analysis_header(contract: &Contract, window: &str, limit: f64) -> String {
+    format!(
+        "# Gates on contract {name}: (increase of rampart_drift + rampart_missing) / increase of\n\
+         # rampart_requests over {window}, summed over every Envoy, at most {limit}; and the\n\
+         # data-plane drift pause (rampart_drift_paused) off: while it holds, the filter sends\n\
+         # everyone to stable and counts `paused`, so the ratio alone would look healthy.\n\
+         # No data reads 0 (`or vector(0)`): a window without requests passes, as one without\n\
+         # drift; the drift pause gauge not exported reads off, as the ramp's own gate reads it.\n",
+        name = contract.name
+    )
+}
+
+fn argo_rollouts(args: &ArgoArgs, contract: &Contract, command: &mut CommandLine) -> Vec<Rendered> {
+    let limit = analysis_options(&args.analysis, contract, command);
+    command.option("failure-limit", args.failure_limit, DEFAULT_FAILURE_LIMIT);
+    let a = &args.analysis;
+    let metric = |name: &str, condition: String, query: String| {
+        json!({
+            "name": name,
+            "interval": a.interval.as_str(),
+            "failureLimit": args.failure_limit,
+            "successCondition": condition,
+            "provider": { "prometheus": { "address": a.prometheus, "query": query } },
+        })
+    };
+    let template = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": format!("rampart-{}", contract.name), "namespace": a.manifests.namespace },
+        "spec": { "metrics": [
+            metric(
+                "rampart-drift-ratio",
+                format!("result[0] <= {limit}"),
+                drift_ratio_query(&contract.name, a.window.as_str()),
+            ),
+            metric(
+                "rampart-drift-pause",
+                "result[0] == 0".to_owned(),
+                drift_pause_query(&contract.name),
+            ),
+        ] },
+    });
+    let mut text = command.header(&format!(
+        "Argo Rollouts AnalysisTemplate rampart-{}: the drift gate of the Rampart filter.",
+        contract.name
+    ));
+    text.push_str(&analysis_header(contract, a.window.as_str(), limit));
+    text.push_str(
+        "# Argo would make an empty result an Error measurement (`result[0]` has no element; the\n\
+         # analysis errors after consecutiveErrorLimit) and NaN a Failed one: the queries return neither.\n\
+         # Reference it as background analysis: Rollout spec.strategy.canary.analysis.templates.\n",
+    );
+    text.push_str(&to_yaml(&template));
+    vec![Rendered {
+        name: "analysistemplate.yaml",
+        text,
+    }]
+}
+
+fn flagger(args: &FlaggerArgs, contract: &Contract, command: &mut CommandLine) -> Vec<Rendered> {
+    let limit = analysis_options(&args.analysis, contract, command);
+    command.option("threshold", args.threshold, DEFAULT_THRESHOLD);
+    command.option("iterations", args.iterations, DEFAULT_ITERATIONS);
+    let a = &args.analysis;
+    let name = &contract.name;
+    let template = |suffix: &str, query: String| {
+        json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": { "name": format!("rampart-{name}-{suffix}"), "namespace": a.manifests.namespace },
+            "spec": {
+                "provider": { "type": "prometheus", "address": a.prometheus },
+                "query": query,
+            },
+        })
+    };
+    let metric = |suffix: &str, max: f64| {
+        json!({
+            "name": format!("rampart-{suffix}"),
+            "templateRef": { "name": format!("rampart-{name}-{suffix}"), "namespace": a.manifests.namespace },
+            "thresholdRange": { "max": max },
+        })
+    };
+    let patch = json!({ "spec": { "analysis": {
+        "interval": a.interval.as_str(),
+        "threshold": args.threshold,
+        "iterations": args.iterations,
+        "match": [{ "headers": { contract.route_header.clone(): { "exact": contract.canary_value } } }],
+        "metrics": [metric("drift-ratio", limit), metric("drift-pause", 0.0)],
+    } } });
+    let mut templates_text = command.header(&format!(
+        "Flagger MetricTemplates: the drift gate of the Rampart filter for contract {name}."
+    ));
+    templates_text.push_str(&analysis_header(contract, a.window.as_str(), limit));
+    templates_text.push_str(
+        "# Flagger counts a query without a value as a failed check: the queries always have one.\n",
+    );
+    templates_text.push_str(&to_yaml(&template(
+        "drift-ratio",
+        drift_ratio_query(name, a.window.as_str()),
+    )));
+    templates_text.push_str("---\n");
+    templates_text.push_str(&to_yaml(&template("drift-pause", drift_pause_query(name))));
+    let mut patch_text = command.header(&format!(
+        "Flagger Canary analysis: A/B on the route header the Rampart filter writes, gated on contract {name}."
+    ));
+    patch_text.push_str(&format!(
+        "# A merge patch for the Canary (kubectl patch canary <name> --type merge --patch-file\n\
+         # canary-analysis.yaml). Flagger routes requests with `{header}: {value}` (exact) to the\n\
+         # canary; the filter decides which carry it, so the contract's ramp sets the split.\n\
+         # A drift ratio above {limit} or the drift pause fails a check; {threshold} failed checks roll back.\n",
+        header = contract.route_header,
+        value = contract.canary_value,
+        threshold = args.threshold,
+    ));
+    patch_text.push_str(&to_yaml(&patch));
+    vec![
+        Rendered {
+            name: "metrictemplates.yaml",
+            text: templates_text,
+        },
+        Rendered {
+            name: "canary-analysis.yaml",
+            text: patch_text,
+        },
+    ]
 }
 
 /// Block-style YAML for a JSON value. Strings that YAML could read as anything but
