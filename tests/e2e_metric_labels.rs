@@ -14,6 +14,8 @@ use rampart_test_support as support;
 
 use std::net::SocketAddr;
 
+use rampart::metrics::Counter;
+use rampart_cli::{drift_pause_query, gate_counter_query, gate_drift_paused_query};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use support::ecds::eventually;
@@ -206,5 +208,29 @@ fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_b
             r#"{{__name__=~".*(checkout|rampart_contract|rampart_input).*",job="{job}"}}"#
         ));
         assert!(leaked.is_empty(), "{job}: {leaked:?}");
+    }
+    // The ramp's drift gate, with its own queries, sums every platform's series: three
+    // Envoys' worth of requests and drift, so a ratio over the example plan's limit
+    // blocks; the drift-pause gauge is exported (not absent) and off.
+    let platforms = jobs.len() as f64;
+    let plan: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/ramp.json")).unwrap(),
+    )
+    .unwrap();
+    let max_drift_ratio = plan["gates"]["max_drift_ratio"].as_f64().unwrap();
+    for contract in [CONTRACT, TWIN] {
+        let value = |counter: Counter| prometheus.value(&gate_counter_query(counter, contract));
+        assert_eq!(value(Counter::Requests), platforms * total, "{contract}");
+        assert_eq!(
+            value(Counter::Drift),
+            platforms * DRIFTED as f64,
+            "{contract}"
+        );
+        assert_eq!(value(Counter::Missing), 0.0, "{contract}");
+        let ratio = (value(Counter::Drift) + value(Counter::Missing)) / value(Counter::Requests);
+        assert!(ratio > max_drift_ratio, "{contract}: {ratio}");
+        let paused = prometheus.query(&gate_drift_paused_query(contract));
+        assert_eq!(paused.len(), 1, "{contract}: {paused:?}");
+        assert_eq!(prometheus.value(&drift_pause_query(contract)), 0.0);
     }
 }
