@@ -5,13 +5,18 @@
 
 use rampart_test_support as support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use rampart::metrics::{Counter, FieldCounter};
 use rampart::snapshot::lock_from_snapshot;
 use rampart::{ContractSpec, Json};
 use rampart_cli::args::{DEFAULT_MAX_DRIFT_RATIO, DEFAULT_PROMETHEUS, DEFAULT_WINDOW};
-use rampart_cli::{drift_pause_query, drift_ratio_query};
+use rampart_cli::{
+    contract_values_query, counter_rate_query, drift_pause_by_envoy_query, drift_pause_query,
+    drift_ratio_query, field_rate_query, invalid_config_query, safe_mode_rate_query,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use support::ecds::{rampart_cli, wait_for_update};
@@ -50,6 +55,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["render", "flagger", "--contract", "examples/contract.json"],
         "examples/flagger",
     ),
+    (&["render", "grafana"], "examples/grafana"),
 ];
 
 /// The demo's first ECDS resource and the command that renders it.
@@ -582,4 +588,107 @@ fn analysis_examples_match_the_controllers_crd_schemas() {
     wrong["metrics"][0]["maxValue"] = json!(1);
     let validator = jsonschema::validator_for(analysis).unwrap();
     assert!(!validator.is_valid(&wrong));
+}
+
+/// The dashboard's panel queries, as the CLI defines them, for `window` (the drift
+/// ratio's): `$contract` the contract, `$__rate_interval` the rate window.
+fn dashboard_queries(window: &str) -> Vec<String> {
+    let (c, w) = ("$contract", "$__rate_interval");
+    let mut queries: Vec<String> = [Counter::Canary, Counter::Stable, Counter::Rejected]
+        .map(|counter| counter_rate_query(counter, c, w))
+        .into();
+    queries.push(drift_ratio_query(c, window));
+    queries.extend(FieldCounter::ALL.map(|counter| field_rate_query(counter, c, w)));
+    queries.push(drift_pause_by_envoy_query(c));
+    queries.push(safe_mode_rate_query(w));
+    queries.push(invalid_config_query(w));
+    queries
+}
+
+/// Checks a rendered dashboard: panels with unique ids, each with the data source
+/// `uid` on it and on every target, targets with unique refIds; returns the queries
+/// and the drift-ratio panel's threshold.
+fn check_dashboard(dashboard: &Value, uid: &str) -> (Vec<String>, f64) {
+    assert_eq!(dashboard["uid"], "rampart");
+    let datasource = json!({ "type": "prometheus", "uid": uid });
+    let variable = &dashboard["templating"]["list"][0];
+    assert_eq!(variable["name"], "contract");
+    assert_eq!(variable["datasource"], datasource);
+    assert_eq!(variable["query"]["query"], contract_values_query());
+    assert_eq!(
+        contract_values_query(),
+        "label_values(rampart_requests, rampart_contract)"
+    );
+    let (mut ids, mut queries, mut threshold) = (BTreeSet::new(), Vec::new(), None);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "{title}: id reused"
+        );
+        assert_eq!(panel["datasource"], datasource, "{title}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no targets");
+        let mut refs = BTreeSet::new();
+        for target in targets {
+            assert_eq!(target["datasource"], datasource, "{title}");
+            assert!(refs.insert(target["refId"].as_str().unwrap()), "{title}");
+            assert!(target["legendFormat"].is_string(), "{title}");
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+        let defaults = &panel["fieldConfig"]["defaults"];
+        if defaults["custom"]["thresholdsStyle"]["mode"] == "line" {
+            threshold = defaults["thresholds"]["steps"][1]["value"].as_f64();
+        }
+    }
+    (queries, threshold.expect("no threshold line"))
+}
+
+#[test]
+fn grafana_dashboard_is_valid_and_queries_the_shared_definitions() {
+    let text = read(&repo_root().join("examples/grafana/rampart.json"));
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let (queries, threshold) = check_dashboard(&dashboard, "${DS_PROMETHEUS}");
+    assert_eq!(queries, dashboard_queries(DEFAULT_WINDOW));
+    assert_eq!(threshold, DEFAULT_MAX_DRIFT_RATIO);
+    // Imported with the data source asked for.
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    assert_eq!(dashboard["__inputs"][0]["pluginId"], "prometheus");
+    // Every per-contract query names the variable; the others no contract.
+    for query in &queries {
+        let per_contract = !query.contains("safe_mode") && !query.contains("invalid_config");
+        assert_eq!(
+            query.contains(r#"rampart_contract="$contract""#),
+            per_contract,
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn grafana_options_set_the_data_source_the_limit_and_the_window() {
+    let text = rampart_ok(&[
+        "render",
+        "grafana",
+        "--datasource",
+        "prom-main",
+        "--max-drift-ratio",
+        "0.05",
+        "--window",
+        "10m",
+    ]);
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let (queries, threshold) = check_dashboard(&dashboard, "prom-main");
+    assert_eq!(queries, dashboard_queries("10m"));
+    assert_eq!(threshold, 0.05);
+    assert!(dashboard.get("__inputs").is_none());
+    let description = dashboard["description"].as_str().unwrap();
+    assert!(
+        description.ends_with(
+            "rampart render grafana --datasource prom-main --max-drift-ratio 0.05 --window 10m"
+        ),
+        "{description}"
+    );
+    let output = rampart(&["render", "grafana", "--max-drift-ratio", "2"]);
+    assert!(!output.status.success());
 }

@@ -163,6 +163,11 @@ pub enum RenderTarget {
     /// Printed, or written to DIR/metrictemplates.yaml and DIR/canary-analysis.yaml (a
     /// merge patch for the Canary) with --out-dir.
     Flagger(FlaggerArgs),
+    /// A Grafana dashboard of every contract's routes, drift, drift pause and safe mode.
+    ///
+    /// Printed, or written to DIR/rampart.json with --out-dir. Needs no contract: a
+    /// `$contract` variable lists the contracts Prometheus has seen.
+    Grafana(GrafanaArgs),
 }
 
 impl RenderTarget {
@@ -175,6 +180,7 @@ impl RenderTarget {
             RenderTarget::EnvoyGateway(_) => "envoy-gateway",
             RenderTarget::ArgoRollouts(_) => "argo-rollouts",
             RenderTarget::Flagger(_) => "flagger",
+            RenderTarget::Grafana(_) => "grafana",
         }
     }
 }
@@ -459,6 +465,27 @@ pub struct FlaggerArgs {
     /// A/B checks (one per interval) before promotion.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
+}
+
+/// Default `--datasource` (Grafana): the input Grafana asks for on import.
+pub const DEFAULT_DATASOURCE: &str = "${DS_PROMETHEUS}";
+
+/// `rampart render grafana`.
+#[derive(Debug, Args)]
+pub struct GrafanaArgs {
+    /// Write DIR/rampart.json instead of printing it.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// The uid of the Prometheus data source that scrapes the Envoys (the default is an
+    /// input Grafana asks for when the dashboard is imported).
+    #[arg(long, value_name = "UID", default_value = DEFAULT_DATASOURCE)]
+    pub datasource: String,
+    /// The drift-ratio limit drawn as the threshold line, as the analyses gate on it.
+    #[arg(long, value_name = "RATIO", default_value_t = DEFAULT_MAX_DRIFT_RATIO, value_parser = ratio)]
+    pub max_drift_ratio: f64,
+    /// The window the drift ratio is taken over (a PromQL duration), as the analyses take it.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_WINDOW)]
+    pub window: Duration,
 }
 
 /// A duration as Prometheus and the controllers write it: digits and one unit.

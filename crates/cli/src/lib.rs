@@ -36,10 +36,13 @@ mod state;
 mod time;
 mod tools;
 
-/// The PromQL of the drift gate, one definition shared by the ramp's gate, the rendered
-/// Argo Rollouts / Flagger analyses and the promtool tests.
+/// The PromQL of the drift gate and the dashboard, one definition shared by the ramp's
+/// gate, the rendered Argo Rollouts / Flagger analyses, the Grafana dashboard and the
+/// promtool tests.
 pub use metrics::{
-    drift_pause_query, drift_ratio_query, gate_counter_query, gate_drift_paused_query,
+    contract_values_query, counter_rate_query, drift_pause_by_envoy_query, drift_pause_query,
+    drift_ratio_query, field_rate_query, gate_counter_query, gate_drift_paused_query,
+    invalid_config_query, safe_mode_rate_query, ENVOY_LABEL,
 };
 
 use clap::CommandFactory;

@@ -2,8 +2,8 @@
 //! from a Prometheus server that scrapes Envoy.
 
 use rampart::metrics::{
-    contract_prefix, envoy_stats_filter, prometheus_name, Counter, Gauge, CONTRACT_TAG,
-    ENVOY_PREFIX,
+    contract_prefix, envoy_stats_filter, field_name, prometheus_name, Counter, FieldCounter, Gauge,
+    CONTRACT_TAG, ENVOY_PREFIX, INPUT_TAG, INVALID_CONFIG, ROOT, SAFE_MODE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -152,7 +152,7 @@ pub fn drift_ratio_query(contract: &str, window: &str) -> String {
     let increase = |counter: Counter| {
         promql_of(
             "sum",
-            &format!("increase({}[{window}])", selector(counter.name(), contract)),
+            &over("increase", &selector(counter.name(), contract), window),
         )
     };
     format!(
@@ -169,6 +169,71 @@ pub fn drift_ratio_query(contract: &str, window: &str) -> String {
 /// would look healthy.
 pub fn drift_pause_query(contract: &str) -> String {
     format!("{} or vector(0)", gate_drift_paused_query(contract))
+}
+
+/// The label Prometheus gives each scraped Envoy.
+pub const ENVOY_LABEL: &str = "instance";
+
+/// `func(selector[window])`.
+fn over(func: &str, selector: &str, window: &str) -> String {
+    format!("{func}({selector}[{window}])")
+}
+
+/// The per-second rate of `counter` of `contract` over `window`, summed over every
+/// Envoy; 0 without a series (a route nobody took yet).
+pub fn counter_rate_query(counter: Counter, contract: &str, window: &str) -> String {
+    let rate = over("rate", &selector(counter.name(), contract), window);
+    format!("{} or vector(0)", promql_of("sum", &rate))
+}
+
+/// The per-second rate of the per-input `counter` of `contract` over `window`, one
+/// series per input (`rampart_input`), summed over every Envoy; empty while no input
+/// counted any.
+pub fn field_rate_query(counter: FieldCounter, contract: &str, window: &str) -> String {
+    let rate = over("rate", &selector(&field_name(counter), contract), window);
+    promql_of(&format!("sum by ({INPUT_TAG}) "), &rate)
+}
+
+/// The data-plane drift pause of `contract` per Envoy (the scrape's `instance`): 1
+/// while that Envoy holds it.
+pub fn drift_pause_by_envoy_query(contract: &str) -> String {
+    promql(
+        &format!("max by ({ENVOY_LABEL}) "),
+        Gauge::DriftPaused.name(),
+        contract,
+    )
+}
+
+/// `rampart_safe_mode` / `rampart_invalid_config`: the counters without a contract.
+fn untagged(name: &str) -> String {
+    prometheus_name(
+        name.strip_prefix(ROOT)
+            .unwrap_or(name)
+            .trim_start_matches('.'),
+    )
+}
+
+/// Requests per second routed in safe mode (a configuration the filter rejected) over
+/// `window`, summed over every Envoy and contract; 0 without a series.
+pub fn safe_mode_rate_query(window: &str) -> String {
+    let rate = over("rate", &untagged(SAFE_MODE), window);
+    format!("{} or vector(0)", promql_of("sum", &rate))
+}
+
+/// Configurations rejected over `window` (once per Envoy VM that loaded one), summed
+/// over every Envoy; 0 without a series.
+pub fn invalid_config_query(window: &str) -> String {
+    let increase = over("increase", &untagged(INVALID_CONFIG), window);
+    format!("{} or vector(0)", promql_of("sum", &increase))
+}
+
+/// The Grafana variable query listing every contract the Envoys report
+/// (`label_values(rampart_requests, rampart_contract)`).
+pub fn contract_values_query() -> String {
+    format!(
+        "label_values({}, {CONTRACT_TAG})",
+        prometheus_name(Counter::Requests.name())
+    )
 }
 
 fn promql_escape(text: &str) -> String {
@@ -293,6 +358,26 @@ mod tests {
         assert_eq!(
             promql("max", Gauge::DriftPaused.name(), r#"a"b"#),
             r#"max(rampart_drift_paused{rampart_contract="a\"b"})"#
+        );
+    }
+
+    #[test]
+    fn dashboard_queries_name_the_labels() {
+        assert_eq!(
+            field_rate_query(FieldCounter::Drift, "c", "1m"),
+            r#"sum by (rampart_input) (rate(rampart_field_drift{rampart_contract="c"}[1m]))"#
+        );
+        assert_eq!(
+            drift_pause_by_envoy_query("c"),
+            r#"max by (instance) (rampart_drift_paused{rampart_contract="c"})"#
+        );
+        assert_eq!(
+            safe_mode_rate_query("1m"),
+            "sum(rate(rampart_safe_mode[1m])) or vector(0)"
+        );
+        assert_eq!(
+            invalid_config_query("1m"),
+            "sum(increase(rampart_invalid_config[1m])) or vector(0)"
         );
     }
 

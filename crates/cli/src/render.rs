@@ -1,5 +1,6 @@
-//! `rampart render envoy|ecds|istio|envoy-gateway|argo-rollouts|flagger`: deployable
-//! configuration for a contract, and analysis gates for progressive-delivery controllers.
+//! `rampart render envoy|ecds|istio|envoy-gateway|argo-rollouts|flagger|grafana`:
+//! deployable configuration for a contract, analysis gates for progressive-delivery
+//! controllers, and a Grafana dashboard.
 //!
 //! Every target routes the same safe way: the filter writes the route header, an
 //! exact match on the canary value selects the canary, and the default route goes
@@ -29,6 +30,8 @@ use crate::files::write_atomically;
 use crate::metrics::{drift_pause_query, drift_ratio_query};
 use crate::oci;
 use crate::{Failure, Outcome};
+
+mod grafana;
 
 /// A rendered file: its name in the output directory and its text.
 struct Rendered {
@@ -69,6 +72,10 @@ pub fn render(target: &RenderTarget) -> Outcome {
             analysis: AnalysisArgs { manifests: m, .. },
             ..
         }) => (&m.source, m.out_dir.as_ref()),
+        // The dashboard takes no contract: its `$contract` variable lists them.
+        RenderTarget::Grafana(args) => {
+            return write_files(&[grafana::dashboard(args)], args.out_dir.as_ref())
+        }
     };
     let contract = load_contract(source)?;
     let mut command = CommandLine::new(target.name(), source, &contract.source);
@@ -79,12 +86,18 @@ pub fn render(target: &RenderTarget) -> Outcome {
         RenderTarget::EnvoyGateway(args) => envoy_gateway(args, &contract, &mut command)?,
         RenderTarget::ArgoRollouts(args) => argo_rollouts(args, &contract, &mut command),
         RenderTarget::Flagger(args) => flagger(args, &contract, &mut command),
+        RenderTarget::Grafana(args) => vec![grafana::dashboard(args)],
     };
+    write_files(&files, out_dir)
+}
+
+/// Writes `files` to `out_dir`, or prints them as one YAML stream.
+fn write_files(files: &[Rendered], out_dir: Option<&PathBuf>) -> Outcome {
     match out_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
-            for file in &files {
+            for file in files {
                 let path = dir.join(file.name);
                 write_atomically(&path, file.text.as_bytes())
                     .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
@@ -164,6 +177,11 @@ fn read_value(path: &PathBuf) -> Result<Value, Failure> {
 struct CommandLine(String);
 
 impl CommandLine {
+    /// `rampart render TARGET`, for a target that takes no contract.
+    fn bare(target: &str) -> CommandLine {
+        CommandLine(format!("rampart render {target}"))
+    }
+
     fn new(target: &str, source: &ContractSource, path: &str) -> CommandLine {
         let input = if source.plan.is_some() {
             "--plan"
