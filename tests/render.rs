@@ -504,22 +504,36 @@ fn analysis_limit_comes_from_the_option_else_the_plan() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("gates.max_drift_ratio"));
 }
 
-/// The schema `kubectl --validate=strict` would apply to `kind`: the served version's
-/// `openAPIV3Schema` from a CRD in tests/fixtures/crds, with unknown fields rejected
-/// wherever the schema lists the properties and does not keep unknown ones.
-fn crd_schema(file: &str, kind: &str) -> Value {
+/// The schema `kubectl --validate=strict` would apply to a `kind` object of
+/// `api_version`: that served version's `openAPIV3Schema` from a CRD in
+/// tests/fixtures/crds, with unknown fields rejected wherever the schema lists the
+/// properties and does not keep unknown ones.
+fn crd_schema(file: &str, api_version: &str, kind: &str) -> Value {
     let path = repo_root().join("tests/fixtures/crds").join(file);
+    let (group, version) = api_version
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{api_version} names no group"));
     let crd = yaml_documents(&read(&path))
         .into_iter()
-        .find(|crd| crd["spec"]["names"]["kind"] == kind)
-        .unwrap_or_else(|| panic!("{file} has no CRD of kind {kind}"));
-    let version = crd["spec"]["versions"]
+        .find(|crd| crd["spec"]["names"]["kind"] == kind && crd["spec"]["group"] == group)
+        .unwrap_or_else(|| panic!("{file} has no CRD of kind {kind} in {group}"));
+    let served = crd["spec"]["versions"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["served"] == true && v["storage"] == true)
-        .unwrap();
-    let mut schema = version["schema"]["openAPIV3Schema"].clone();
+        .find(|v| v["name"] == version && v["served"] == true)
+        .unwrap_or_else(|| panic!("{file} does not serve {api_version} {kind}"));
+    let mut schema = served["schema"]["openAPIV3Schema"].clone();
+    // The API server allows these on every object whether the schema lists them or not
+    // (Istio's list only spec and status).
+    let root = schema["properties"].as_object_mut().unwrap();
+    for (field, kind) in [
+        ("apiVersion", "string"),
+        ("kind", "string"),
+        ("metadata", "object"),
+    ] {
+        root.entry(field).or_insert(json!({ "type": kind }));
+    }
     strict(&mut schema);
     schema
 }
@@ -551,12 +565,17 @@ fn strict(schema: &mut Value) {
     }
 }
 
-fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+/// The errors of `instance` against `schema`, each with its JSON pointer.
+fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
     let validator = jsonschema::validator_for(schema).unwrap();
-    let errors: Vec<String> = validator
+    validator
         .iter_errors(instance)
         .map(|e| format!("{}: {e}", e.instance_path))
-        .collect();
+        .collect()
+}
+
+fn assert_valid(schema: &Value, instance: &Value, what: &str) {
+    let errors = schema_errors(schema, instance);
     assert!(
         errors.is_empty(),
         "{what} does not match its CRD: {errors:#?}"
@@ -565,19 +584,27 @@ fn assert_valid(schema: &Value, instance: &Value, what: &str) {
 
 #[test]
 fn analysis_examples_match_the_controllers_crd_schemas() {
-    let argo = crd_schema("argo-v1.9.1-analysis-template-crd.yaml", "AnalysisTemplate");
+    let argo = crd_schema(
+        "argo-v1.9.1-analysis-template-crd.yaml",
+        "argoproj.io/v1alpha1",
+        "AnalysisTemplate",
+    );
     let path = "examples/argo-rollouts/analysistemplate.yaml";
     for mut doc in yaml_documents(&read(&repo_root().join(path))) {
         assert_valid(&argo, &doc, path);
         doc["spec"]["metrics"][0]["provider"]["prometheus"]["bogus"] = json!("1m");
         assert!(!jsonschema::validator_for(&argo).unwrap().is_valid(&doc));
     }
-    let template = crd_schema("flagger-v1.44.0-crd.yaml", "MetricTemplate");
+    let template = crd_schema(
+        "flagger-v1.44.0-crd.yaml",
+        "flagger.app/v1beta1",
+        "MetricTemplate",
+    );
     let path = "examples/flagger/metrictemplates.yaml";
     for doc in yaml_documents(&read(&repo_root().join(path))) {
         assert_valid(&template, &doc, path);
     }
-    let canary = crd_schema("flagger-v1.44.0-crd.yaml", "Canary");
+    let canary = crd_schema("flagger-v1.44.0-crd.yaml", "flagger.app/v1beta1", "Canary");
     let analysis = &canary["properties"]["spec"]["properties"]["analysis"];
     let path = "examples/flagger/canary-analysis.yaml";
     let patch = yaml_documents(&read(&repo_root().join(path)));
@@ -691,4 +718,152 @@ fn grafana_options_set_the_data_source_the_limit_and_the_window() {
     );
     let output = rampart(&["render", "grafana", "--max-drift-ratio", "2"]);
     assert!(!output.status.success());
+}
+
+/// The CRD fixture defining each kind `rampart render istio` and `rampart render
+/// envoy-gateway` write.
+const PLATFORM_CRDS: &[(&str, &str)] = &[
+    ("WasmPlugin", "istio-1.30.3-crds.yaml"),
+    ("VirtualService", "istio-1.30.3-crds.yaml"),
+    ("DestinationRule", "istio-1.30.3-crds.yaml"),
+    (
+        "EnvoyExtensionPolicy",
+        "eg-v1.9.0-envoyextensionpolicies.yaml",
+    ),
+    ("EnvoyProxy", "eg-v1.9.0-envoyproxies.yaml"),
+    ("HTTPRoute", "gwapi-v1.6.1-httproutes.yaml"),
+];
+
+/// Rendered files that hold no custom resource: istio's stats-tags.yaml is a
+/// pod-template patch for `kubectl patch`, not an object, so no CRD schema applies.
+const NOT_RESOURCES: &[&str] = &["stats-tags.yaml"];
+
+/// The strict CRD schema of a rendered object, by its apiVersion and kind.
+fn platform_schema(object: &Value) -> Value {
+    let kind = object["kind"].as_str().unwrap();
+    let (_, file) = PLATFORM_CRDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .unwrap_or_else(|| panic!("no CRD fixture for kind {kind}"));
+    crd_schema(file, object["apiVersion"].as_str().unwrap(), kind)
+}
+
+/// Validates every object of every file in `dir` against its CRD; returns the kinds.
+fn assert_render_matches_crds(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut kinds = Vec::new();
+    for name in names {
+        if NOT_RESOURCES.contains(&name.as_str()) {
+            continue;
+        }
+        let path = dir.join(&name);
+        for object in yaml_documents(&read(&path)) {
+            assert_valid(
+                &platform_schema(&object),
+                &object,
+                &path.display().to_string(),
+            );
+            kinds.push(object["kind"].as_str().unwrap().to_owned());
+        }
+    }
+    kinds.sort();
+    kinds
+}
+
+/// `rampart render target`: the objects of the committed example in `examples/{target}`
+/// and of a fresh render with `options` and a pinned `--sha256` are of `kinds` and each
+/// valid against its CRD; and `example_file`'s object with the unknown `field` added
+/// by `add_unknown` is rejected for that field.
+fn assert_target_matches_crds(
+    target: &str,
+    kinds: &[&str],
+    options: &[&str],
+    (example_file, field, add_unknown): (&str, &str, fn(&mut Value)),
+) {
+    let example = repo_root().join("examples").join(target);
+    assert_eq!(assert_render_matches_crds(&example), kinds);
+
+    let out = TempDir::new("render-crd");
+    let sha256 = "ab".repeat(32);
+    let mut args = vec![
+        "render",
+        target,
+        "--contract",
+        "examples/contract.json",
+        "--sha256",
+        &sha256,
+        "--out-dir",
+        out.path().to_str().unwrap(),
+    ];
+    args.extend(options);
+    rampart_ok(&args);
+    assert_eq!(assert_render_matches_crds(out.path()), kinds);
+
+    // The strict schema does reject an unknown field.
+    let mut object = yaml_documents(&read(&example.join(example_file))).remove(0);
+    add_unknown(&mut object);
+    let errors = schema_errors(&platform_schema(&object), &object);
+    let quoted = format!("'{field}'");
+    assert!(
+        errors.len() == 1 && errors[0].contains(&quoted),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn istio_render_matches_istios_crd_schemas() {
+    assert_target_matches_crds(
+        "istio",
+        &["DestinationRule", "VirtualService", "WasmPlugin"],
+        &[
+            "--namespace",
+            "shop",
+            "--selector",
+            "app.kubernetes.io/name=web",
+            "--host",
+            "checkout.shop.svc.cluster.local",
+            "--version-label",
+            "track",
+            "--phase",
+            "STATS",
+            "--priority",
+            "-5",
+            "--filter-name",
+            "rampart-gate",
+        ],
+        ("wasmplugin.yaml", "failOpen", |plugin| {
+            plugin["spec"]["failOpen"] = json!(false);
+        }),
+    );
+}
+
+#[test]
+fn envoy_gateway_render_matches_the_gateway_crd_schemas() {
+    assert_target_matches_crds(
+        "envoy-gateway",
+        &["EnvoyExtensionPolicy", "EnvoyProxy", "HTTPRoute"],
+        &[
+            "--namespace",
+            "shop",
+            "--gateway",
+            "edge",
+            "--route",
+            "web",
+            "--canary-service",
+            "web-canary",
+            "--stable-service",
+            "web-stable",
+            "--port",
+            "9090",
+            "--filter-name",
+            "rampart-gate",
+        ],
+        ("httproute.yaml", "weigth", |route| {
+            route["spec"]["rules"][0]["backendRefs"][0]["weigth"] = json!(1);
+        }),
+    );
 }
