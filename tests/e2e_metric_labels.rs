@@ -15,6 +15,7 @@ use rampart_test_support as support;
 use std::net::SocketAddr;
 
 use rampart::metrics::Counter;
+use rampart_cli::metrics::{Counters, MetricsSource};
 use rampart_cli::{drift_pause_query, gate_counter_query, gate_drift_paused_query};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -232,5 +233,36 @@ fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_b
         let paused = prometheus.query(&gate_drift_paused_query(contract));
         assert_eq!(paused.len(), 1, "{contract}: {paused:?}");
         assert_eq!(prometheus.value(&drift_pause_query(contract)), 0.0);
+    }
+    // Per platform, the ramp's own reader (what `rampart ramp advance` and `status` call)
+    // against a Prometheus scraping only that platform's Envoy: the labelled series give
+    // the exact counts, so the drift gate blocks at the example plan's limit and would
+    // pass at a limit above the drifted share.
+    for (job, admin) in &jobs {
+        let alone = Prometheus::start(&[(job, *admin)]);
+        let source = MetricsSource::Prometheus(format!("http://{}", alone.addr));
+        for contract in [CONTRACT, TWIN] {
+            let mut reading = None;
+            eventually(&format!("{job}: the gate reads {contract}"), || {
+                let r = rampart_cli::metrics::read(&source, contract).unwrap();
+                let complete = r.counters.requests == MATCHING + DRIFTED;
+                reading = Some(r);
+                complete
+            });
+            let reading = reading.unwrap();
+            let expected = Counters {
+                requests: MATCHING + DRIFTED,
+                drift: DRIFTED,
+                missing: 0,
+            };
+            assert_eq!(reading.counters, expected, "{job}: {contract}");
+            assert_eq!(reading.drift_paused, Some(false), "{job}: {contract}");
+            let ratio = reading.counters.drift_ratio();
+            assert!(
+                ratio > max_drift_ratio,
+                "{job}: blocks at {max_drift_ratio}"
+            );
+            assert!(ratio <= 0.5, "{job}: passes at 0.5 ({ratio})");
+        }
     }
 }

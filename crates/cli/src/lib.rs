@@ -27,7 +27,7 @@ mod delta;
 pub mod ecds;
 pub mod files;
 mod http;
-mod metrics;
+pub mod metrics;
 mod oci;
 mod plan;
 mod ramp;
