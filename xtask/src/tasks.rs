@@ -132,7 +132,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let prometheus = prometheus::ensure()?;
     // tests/oci.rs pushes `rampart package`'s image to a registry and pulls it back.
     let oci = oci::ensure()?;
-    let promtool = prometheus::promtool(&prometheus)?;
+    let promtool = prometheus::promtool()?;
     println!("test: RAMPART_PROMTOOL={}", promtool.display());
     println!("test: {}={}", component::ENV, component.display());
     process::run(

@@ -56,8 +56,8 @@ pub struct Active {
     store_error_logged: Cell<bool>,
     /// Recent input values → field digests (bounded, flood-resistant).
     cache: RefCell<DigestCache>,
-    /// The contract's `xds.node.*` properties, fetched once per VM.
-    node_values: NodeValues,
+    /// The contract's property paths, serialized once; `xds.node.*` values fetched once per VM.
+    properties: Properties,
 }
 
 /// Safe mode: route everything to stable.
@@ -190,7 +190,7 @@ impl Active {
                 .map(|policy| DriftPause::new(policy, &plan.name, &plan.lock_id)),
             store_error_logged: Cell::new(false),
             cache: RefCell::new(DigestCache::new(plan.inputs.len())),
-            node_values: NodeValues::new(&plan),
+            properties: Properties::new(&plan),
             reject_body_start: format!(
                 "{{\"error\":\"config drift\",\"contract\":\"{}\",\"reason\":\"",
                 plan.name
@@ -207,7 +207,7 @@ impl Active {
         let paused = self.drift_pause.as_ref().is_some_and(DriftPause::is_paused);
         let mut request = HostRequest {
             host: &mut *host,
-            node: &self.node_values,
+            properties: &self.properties,
             headers: None,
         };
         // A VM runs one callback at a time, so the borrow cannot clash; if it ever
@@ -439,7 +439,7 @@ pub fn write_route_header<H: Host>(
 /// dynamic metadata per read, node properties from the VM's copy.
 struct HostRequest<'a, H: Host> {
     host: &'a mut H,
-    node: &'a NodeValues,
+    properties: &'a Properties,
     /// The serialized header map, once read.
     headers: Option<Result<Vec<u8>, HostError>>,
 }
@@ -456,7 +456,7 @@ impl<H: Host> Request for HostRequest<'_, H> {
                     Err(e) => Err(*e),
                 }
             }
-            Source::Property { path } => self.node.read(self.host, path),
+            Source::Property { path } => self.properties.read(self.host, path),
         }
     }
 }
@@ -489,7 +489,7 @@ pub fn header_value(map: &[u8], name: &[u8]) -> Result<Option<Vec<u8>>, HostErro
 /// properties are set at Envoy's start and never change while it runs, so each is
 /// fetched once, on the first request that needs it; dynamic metadata is read on every
 /// request.
-struct NodeValues {
+struct Properties {
     /// For every property source of the contract: its path, its wire form and whether
     /// it is a node property.
     paths: Vec<PropertyPath>,
@@ -505,7 +505,7 @@ struct PropertyPath {
     node: bool,
 }
 
-impl NodeValues {
+impl Properties {
     fn new(plan: &Plan) -> Self {
         let mut paths: Vec<PropertyPath> = Vec::new();
         let sources = plan
