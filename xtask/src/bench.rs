@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use bootstrap::{Kind, Listener};
+use bootstrap::{Kind, Listener, Tier};
 use json::Value;
 use load::{Generators, Headers, OhaRun, WrkRun};
 use proxy::Envoy;
@@ -37,6 +37,11 @@ const LUA_FILE: &str = "envoy/bench/a4.lua";
 /// The host calls of variant A3floor (the floor module's op list), kept in one file so
 /// the list Rampart is compared with is stated once, with why each call is there.
 const FLOOR_FILE: &str = "envoy/bench/floor.txt";
+/// The host calls of variant A3hfloor: Rampart's for the contract of A3h, whose `tier`
+/// input is the tier header rather than dynamic metadata.
+const FLOOR_HEADER_FILE: &str = "envoy/bench/floor-header.txt";
+/// The line of the Lua filter that A4h sets to `true`.
+const LUA_TIER_SWITCH: &str = "local TIER_FROM_HEADER = false";
 /// The floor module's counter as Envoy names it: `increment` lines add to it.
 const FLOOR_COUNTER: &str = "wasmcustom.rampart_floor.increments";
 /// Results of the variant comparison.
@@ -404,26 +409,43 @@ impl Bench {
         })
     }
 
-    /// The floor's op list for A3floor, as `FLOOR_FILE` states it.
-    fn floor_ops(&self) -> Result<String> {
-        let path = self.root.join(FLOOR_FILE);
+    /// The benchmark contract named `name`, with its `tier` input read from the tier
+    /// header instead of dynamic metadata (A3h). The lock stays: digests cover values,
+    /// not where they are read.
+    fn header_tier_contract(&self, name: &str) -> Result<String> {
+        header_tier(&self.contract(name)?).ok_or_else(|| {
+            Error::new(format!(
+                "{CONTRACT_FILE}: expected an object with an `inputs.tier` member"
+            ))
+        })
+    }
+
+    /// A floor op list (`FLOOR_FILE` or `FLOOR_HEADER_FILE`).
+    fn floor_ops(&self, file: &str) -> Result<String> {
+        let path = self.root.join(file);
         std::fs::read_to_string(&path)
             .map_err(|err| Error::new(format!("cannot read {}: {err}", path.display())))
     }
 
-    /// The nine variants, each on its own port: the floor chain A0 → A0h → A2min → A2 →
-    /// A3floor → A3, with A1, A3d and A4 beside it.
+    /// The twelve variants, each on its own port: the floor chain A0 → A0h → A2min → A2 →
+    /// A3floor → A3, with A1, A3d and A4 beside it, and the header-tier alternative
+    /// A3hfloor, A3h and A4h (no `header_to_metadata`).
     fn variants(&self) -> Result<Vec<Variant>> {
         let lua_path = self.root.join(LUA_FILE);
         let lua = std::fs::read_to_string(&lua_path)
             .map_err(|err| Error::new(format!("cannot read {}: {err}", lua_path.display())))?;
-        let floor_ops = self.floor_ops()?;
+        let lua_header = (lua.matches(LUA_TIER_SWITCH).count() == 1)
+            .then(|| lua.replace(LUA_TIER_SWITCH, "local TIER_FROM_HEADER = true"))
+            .ok_or_else(|| Error::new(format!("{LUA_FILE}: expected `{LUA_TIER_SWITCH}` once")))?;
+        let floor_ops = self.floor_ops(FLOOR_FILE)?;
+        let floor_header_ops = self.floor_ops(FLOOR_HEADER_FILE)?;
         // One VM id per floor listener: each VM then holds a single root context, and the
         // module does no per-request bookkeeping to find a request's root.
-        let floor = |vm_id: &str, ops: &str| Kind::Floor {
+        let floor = |vm_id: &str, ops: &str, tier: Tier| Kind::Floor {
             wasm: self.floor_wasm.clone(),
             vm_id: vm_id.to_owned(),
             ops: ops.to_owned(),
+            tier,
         };
         let specs: Vec<(&'static str, &'static str, Kind, Expect, bool)> = vec![
             ("A0", "router only, no filter", Kind::RouterOnly, Expect::All("stable"), false),
@@ -444,7 +466,7 @@ impl Bench {
             (
                 "A2min",
                 "floor module (our ABI crate, no SDK), empty op list: no host call + header_to_metadata",
-                floor("floor-a2min", ""),
+                floor("floor-a2min", "", Tier::Metadata),
                 Expect::All("stable"),
                 false,
             ),
@@ -458,7 +480,7 @@ impl Bench {
             (
                 "A3floor",
                 "floor module making Rampart's host calls for the bench contract (envoy/bench/floor.txt), no decision",
-                floor("floor-a3floor", &floor_ops),
+                floor("floor-a3floor", &floor_ops, Tier::Metadata),
                 Expect::All("canary"),
                 false,
             ),
@@ -469,6 +491,7 @@ impl Bench {
                     wasm: self.rampart_wasm.clone(),
                     vm_id: "rampart".into(),
                     contract: self.contract("bench-a3")?,
+                    tier: Tier::Metadata,
                 },
                 Expect::Split,
                 false,
@@ -480,6 +503,7 @@ impl Bench {
                     wasm: self.rampart_wasm.clone(),
                     vm_id: "rampart".into(),
                     contract: self.contract("bench-a3d")?,
+                    tier: Tier::Metadata,
                 },
                 Expect::All("stable"),
                 true,
@@ -487,7 +511,33 @@ impl Bench {
             (
                 "A4",
                 "Lua filter: the same reads and header write, no hashing or canonical JSON",
-                Kind::Lua { source: lua },
+                Kind::Lua { source: lua, tier: Tier::Metadata },
+                Expect::Split,
+                false,
+            ),
+            (
+                "A3hfloor",
+                "floor module making Rampart's host calls for A3h's contract (envoy/bench/floor-header.txt), no header_to_metadata",
+                floor("floor-a3hfloor", &floor_header_ops, Tier::Header),
+                Expect::All("canary"),
+                false,
+            ),
+            (
+                "A3h",
+                "Rampart, the same contract with `tier` read from its header: no header_to_metadata, no metadata read",
+                Kind::Rampart {
+                    wasm: self.rampart_wasm.clone(),
+                    vm_id: "rampart".into(),
+                    contract: self.header_tier_contract("bench-a3h")?,
+                    tier: Tier::Header,
+                },
+                Expect::Split,
+                false,
+            ),
+            (
+                "A4h",
+                "Lua filter reading the tier header itself: no header_to_metadata",
+                Kind::Lua { source: lua_header, tier: Tier::Header },
                 Expect::Split,
                 false,
             ),
@@ -979,6 +1029,7 @@ impl Bench {
                     wasm: wasm.clone(),
                     vm_id: name.clone(),
                     contract,
+                    tier: Tier::Metadata,
                 },
             };
             let counters = Some(format!(
@@ -1072,6 +1123,27 @@ impl Bench {
 }
 
 /// The contract template with its name set to `name`.
+/// `contract` with its `inputs.tier` replaced by a read of the tier header.
+fn header_tier(contract: &str) -> Option<String> {
+    let mut value = json::parse(contract).ok()?;
+    let Value::Object(members) = &mut value else {
+        return None;
+    };
+    let (_, inputs) = members.iter_mut().find(|(key, _)| key == "inputs")?;
+    let Value::Object(inputs) = inputs else {
+        return None;
+    };
+    let (_, tier) = inputs.iter_mut().find(|(key, _)| key == "tier")?;
+    *tier = Value::Object(vec![
+        (
+            "header".to_owned(),
+            Value::String(bootstrap::TIER_HEADER.to_owned()),
+        ),
+        ("format".to_owned(), Value::String("string".to_owned())),
+    ]);
+    Some(value.to_pretty())
+}
+
 fn name_contract(template: &str, name: &str) -> Option<String> {
     const PLACEHOLDER: &str = "\"contract\": \"bench\"";
     (template.matches(PLACEHOLDER).count() == 1)
@@ -1549,6 +1621,42 @@ mod tests {
     }
 
     #[test]
+    fn the_header_tier_contract_reads_the_tier_header_and_keeps_everything_else() {
+        let template = std::fs::read_to_string(crate::repo_root().join(CONTRACT_FILE)).unwrap();
+        let original = json::parse(&name_contract(&template, "bench-a3h").unwrap()).unwrap();
+        let changed =
+            json::parse(&header_tier(&name_contract(&template, "bench-a3h").unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(
+            changed
+                .at(&["inputs", "tier", "header"])
+                .and_then(Value::as_str),
+            Some(bootstrap::TIER_HEADER)
+        );
+        assert_eq!(changed.at(&["inputs", "tier", "property"]), None);
+        for key in [
+            "contract",
+            "route",
+            "ramp",
+            "lock",
+            "on_drift",
+            "on_missing",
+            "explain",
+        ] {
+            assert_eq!(changed.get(key), original.get(key), "{key}");
+        }
+        for input in ["flags", "rev"] {
+            assert_eq!(
+                changed.at(&["inputs", input]),
+                original.at(&["inputs", input]),
+                "{input}"
+            );
+        }
+        assert_eq!(header_tier("[1]"), None);
+        assert_eq!(header_tier(r#"{"inputs": {}}"#), None);
+    }
+
+    #[test]
     fn the_floor_list_makes_rampart_s_calls_and_its_increments_are_counted() {
         let ops = std::fs::read_to_string(crate::repo_root().join(FLOOR_FILE)).unwrap();
         let calls: Vec<&str> = ops
@@ -1562,6 +1670,18 @@ mod tests {
         assert_eq!(calls[1], "property metadata.filter_metadata.tenant.tier");
         assert!(calls[2].starts_with("replace x-rampart-route "));
         assert!(!ops.contains("property xds.node"));
+        // A3h's contract reads every input but rev from headers: one read of every header,
+        // then the route header.
+        let header_ops =
+            std::fs::read_to_string(crate::repo_root().join(FLOOR_HEADER_FILE)).unwrap();
+        let header_calls: Vec<&str> = header_ops
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(header_calls.len(), 2, "{header_calls:?}");
+        assert_eq!(header_calls[0], "pairs");
+        assert!(header_calls[1].starts_with("replace x-rampart-route "));
         assert_eq!(floor_increments("pairs\nincrement 3\n  increment 2\n"), 5);
         assert_eq!(floor_increments(""), 0);
     }
@@ -1728,7 +1848,10 @@ mod envoy_tests {
         let variants = bench.variants().unwrap();
         assert_eq!(
             variants.iter().map(|v| v.id).collect::<Vec<_>>(),
-            ["A0", "A0h", "A1", "A2min", "A2", "A3floor", "A3", "A3d", "A4"]
+            [
+                "A0", "A0h", "A1", "A2min", "A2", "A3floor", "A3", "A3d", "A4", "A3hfloor", "A3h",
+                "A4h"
+            ]
         );
         let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
         let config = work.join("envoy.yaml");
@@ -1751,20 +1874,23 @@ mod envoy_tests {
         );
         assert!(log.contains("rampart[bench-a3]: contract loaded"), "{log}");
         assert!(log.contains("rampart[bench-a3d]: contract loaded"), "{log}");
+        assert!(log.contains("rampart[bench-a3h]: contract loaded"), "{log}");
         if floor_wasm.is_some() {
-            // A2min's list is empty; A3floor's is one call per op line of FLOOR_FILE.
-            let calls = bench
-                .floor_ops()
-                .unwrap()
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#'))
-                .count();
+            // A2min's list is empty; A3floor's and A3hfloor's are one call per op line.
             assert!(log.contains("floor: 0 host call(s) per request"), "{log}");
-            assert!(
-                log.contains(&format!("floor: {calls} host call(s) per request")),
-                "{log}"
-            );
+            for file in [FLOOR_FILE, FLOOR_HEADER_FILE] {
+                let calls = bench
+                    .floor_ops(file)
+                    .unwrap()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .count();
+                assert!(
+                    log.contains(&format!("floor: {calls} host call(s) per request")),
+                    "{file}: {log}"
+                );
+            }
         }
     }
 }

@@ -20,6 +20,16 @@ pub const CONFIG_REV: &str = "r42";
 /// Tier the contract is locked to.
 pub const TIER: &str = "gold";
 
+/// Where a filter reads the tenant tier from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tier {
+    /// Dynamic metadata `tenant.tier`: `header_to_metadata` turns the tier header into it
+    /// (and removes the header) in front of the filter.
+    Metadata,
+    /// The tier header itself: no `header_to_metadata` on the listener.
+    Header,
+}
+
 /// What sits in front of the router on a variant's listener.
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -46,6 +56,8 @@ pub enum Kind {
         vm_id: String,
         /// The op list (plugin configuration), one host call per line.
         ops: String,
+        /// Whether `header_to_metadata` runs in front of it.
+        tier: Tier,
     },
     /// A3 / A3d / builds: Rampart with the benchmark contract.
     Rampart {
@@ -55,11 +67,15 @@ pub enum Kind {
         vm_id: String,
         /// The contract JSON (its `contract` name set per listener).
         contract: String,
+        /// Where the contract's `tier` input comes from.
+        tier: Tier,
     },
     /// A4: the Lua filter.
     Lua {
         /// The Lua source.
         source: String,
+        /// Where the script reads the tier.
+        tier: Tier,
     },
 }
 
@@ -120,8 +136,13 @@ fn render_listener(out: &mut String, listener: &Listener) {
     match &listener.kind {
         Kind::RouterOnly | Kind::NativeMatch { .. } => {}
         Kind::HeaderToMetadata => header_to_metadata(out),
-        Kind::Floor { wasm, vm_id, ops } => {
-            header_to_metadata(out);
+        Kind::Floor {
+            wasm,
+            vm_id,
+            ops,
+            tier,
+        } => {
+            header_to_metadata_for(out, *tier);
             wasm_filter(out, &listener.name, vm_id, wasm, ops);
         }
         Kind::Noop { wasm } => {
@@ -132,12 +153,13 @@ fn render_listener(out: &mut String, listener: &Listener) {
             wasm,
             vm_id,
             contract,
+            tier,
         } => {
-            header_to_metadata(out);
+            header_to_metadata_for(out, *tier);
             wasm_filter(out, &listener.name, vm_id, wasm, contract);
         }
-        Kind::Lua { source } => {
-            header_to_metadata(out);
+        Kind::Lua { source, tier } => {
+            header_to_metadata_for(out, *tier);
             out.push_str(
                 "          - name: envoy.filters.http.lua
             typed_config:
@@ -218,6 +240,13 @@ fn route(out: &mut String, headers: Option<&str>, side: &str, metadata: &str) {
 ",
         headers = headers.unwrap_or_default()
     );
+}
+
+/// `header_to_metadata` when the filter reads the tier from dynamic metadata.
+fn header_to_metadata_for(out: &mut String, tier: Tier) {
+    if tier == Tier::Metadata {
+        header_to_metadata(out);
+    }
 }
 
 fn header_to_metadata(out: &mut String) {
@@ -307,6 +336,7 @@ mod tests {
                 port: 4101,
                 kind: Kind::Lua {
                     source: "function envoy_on_request(h)\nend\n".into(),
+                    tier: Tier::Metadata,
                 },
             },
         ];
@@ -333,6 +363,7 @@ mod tests {
                     wasm: "floor.wasm".into(),
                     vm_id: "floor-a2min".into(),
                     ops: String::new(),
+                    tier: Tier::Metadata,
                 },
             },
             Listener {
@@ -342,12 +373,24 @@ mod tests {
                     wasm: "floor.wasm".into(),
                     vm_id: "floor-a3floor".into(),
                     ops: "pairs\nincrement 3\n".into(),
+                    tier: Tier::Metadata,
+                },
+            },
+            Listener {
+                name: "a3hfloor".into(),
+                port: 4103,
+                kind: Kind::Floor {
+                    wasm: "floor.wasm".into(),
+                    vm_id: "floor-a3hfloor".into(),
+                    ops: "pairs\n".into(),
+                    tier: Tier::Header,
                 },
             },
         ];
         let yaml = render(4000, &listeners);
+        // The header-tier floor reads the header itself: no header_to_metadata in front.
         assert_eq!(yaml.matches("header_to_metadata.v3.Config").count(), 3);
-        assert_eq!(yaml.matches("string_match: { exact: canary }").count(), 3);
+        assert_eq!(yaml.matches("string_match: { exact: canary }").count(), 4);
         assert!(yaml.contains("vm_id: floor-a2min"));
         assert!(yaml.contains("                    pairs\n                    increment 3\n"));
     }

@@ -39,6 +39,26 @@ const FLOOR_CHAIN: &[(&str, &str, &str)] = &[
         "A3floor",
         "Rampart's own work in the VM: decode, canonicalise, hash, compare, bucket",
     ),
+    (
+        "A4",
+        "A0h",
+        "the Lua filter: the same reads and header write, less work",
+    ),
+    (
+        "A3hfloor",
+        "A0",
+        "the header-tier contract's host calls (`envoy/bench/floor-header.txt`) on an ABI-crate module, no `header_to_metadata`",
+    ),
+    (
+        "A3h",
+        "A3hfloor",
+        "Rampart's own work for the header-tier contract",
+    ),
+    (
+        "A4h",
+        "A0",
+        "the Lua filter reading the tier header, no `header_to_metadata`",
+    ),
 ];
 
 /// The whole report; `profile` is the text of the profile file, if one was taken.
@@ -412,6 +432,42 @@ fn render_targets(out: &mut String, results: &Value, metric: &Metric<'_>) {
         2,
         String::new(),
     );
+    // The same targets for the header-tier contract: no header_to_metadata, no metadata read.
+    let header_overheads = match (cpu_difference("A3h", "A0"), cpu_difference("A4h", "A0")) {
+        (Some(a3h), Some(a4h)) => format!(
+            "A3h − A0 {} µs, A4h − A0 {} µs; A3h − A4h ",
+            show(Some(a3h), 1),
+            show(Some(a4h), 1)
+        ),
+        _ => String::new(),
+    };
+    row(
+        out,
+        "Alternative, tier from its header: (A3h − A0) ≤ (A4h − A0) CPU per request",
+        cpu_difference("A3h", "A4h"),
+        Limit::AtMost(0.0),
+        " µs",
+        1,
+        header_overheads,
+    );
+    row(
+        out,
+        "Alternative, tier from its header: A3h − A3hfloor ≤ 2 µs CPU per request",
+        cpu_difference("A3h", "A3hfloor"),
+        Limit::AtMost(2.0),
+        " µs",
+        1,
+        String::new(),
+    );
+    row(
+        out,
+        "Alternative, tier from its header: A3h throughput ≥ 0.60 × A0 at saturation",
+        ratio("A3h", "A0", "rps"),
+        Limit::AtLeast(0.60),
+        " ×",
+        2,
+        String::new(),
+    );
     let wasm_kib = results
         .at(&["context", "rampart_wasm_bytes"])
         .and_then(Value::as_f64)
@@ -721,13 +777,14 @@ fn render_method(out: &mut String) {
          * Every variant receives the same requests: a JSON config header \
          (`x-user-config`), a tier header that `header_to_metadata` turns into dynamic metadata \
          (`tenant.tier`) for A0h and A2–A4, and one of the sticky keys (`x-user-id`) in turn. A3d's config header \
-         has one value changed. The node metadata `CONFIG_REV` is set in the bootstrap.\n\
+         has one value changed. A3hfloor, A3h and A4h have no `header_to_metadata`: their contract \
+         (or script) reads the tier header itself. The node metadata `CONFIG_REV` is set in the bootstrap.\n\
          * A2min and A3floor run the floor module (`crates/floor-filter`): it exports the same \
          callbacks as Rampart and makes, per request, exactly the host calls its op list names, \
          with no decision in between. A2min's list is empty; A3floor's (`envoy/bench/floor.txt`) \
          is Rampart's for the bench contract: one read of every request header (config and \
-         sticky key), one property (the tier), the route header written, the counters and the \
-         decision in filter state. Node metadata is read once per VM, so not per request. Each \
+         sticky key), one property (the tier), the route header written; Rampart counts in VM \
+         memory and writes filter state only when the contract asks. Node metadata is read once per VM, so not per request. Each \
          floor listener has its own VM.\n\
          * A1 matches the config and tier headers exactly in the route table (it cannot hash, \
          canonicalise, read node metadata or split users) and states the route in a response \
@@ -736,6 +793,10 @@ fn render_method(out: &mut String) {
          byte (no JSON parsing, no canonical form, no SHA-256), reads the revision from route \
          metadata (Lua cannot read node metadata) and buckets users by the key's last byte \
          instead of a hash: it does less than Rampart.\n\
+         * A3hfloor, A3h and A4h are the measured alternative to the metadata read: the same \
+         contract with its `tier` input read from the `x-tenant-tier` header (the lock is the \
+         same: digests cover values, not where they are read), Rampart's two host calls for it \
+         (`envoy/bench/floor-header.txt`), and the Lua filter reading the same header.\n\
          * Throughput: `wrk`, one thread, closed loop, saturating the Envoy core. Latency: `oha` \
          at a fixed rate with `--latency-correction`, so a stalled response delays the requests \
          queued behind it in the figures too (no coordinated omission).\n\
@@ -958,7 +1019,7 @@ mod tests {
             .and_then(|rest| rest.split("### Profile").next())
             .unwrap();
         let rows: Vec<&str> = floor.lines().filter(|l| l.starts_with("| A")).collect();
-        assert_eq!(rows.len(), 6, "{floor}");
+        assert_eq!(rows.len(), 10, "{floor}");
         assert!(rows[0].starts_with("| A0 | – | "), "{}", rows[0]);
         assert!(rows[0].ends_with("| 30.0 | – | 0 |"), "{}", rows[0]);
         assert!(rows[1].ends_with("| 32.0 | 2.0 | 2.0 |"), "{}", rows[1]);
@@ -976,6 +1037,10 @@ mod tests {
             rows[4]
         );
         assert!(rows[5].ends_with("| 48.5 | 1.5 | 18.5 |"), "{}", rows[5]);
+        // Lua builds on A0h; the header-tier variants (not measured here) on A0.
+        assert!(rows[6].starts_with("| A4 | A0h |"), "{}", rows[6]);
+        assert!(rows[7].starts_with("| A3hfloor | A0 |"), "{}", rows[7]);
+        assert!(rows[8].ends_with("| – | – | – |"), "{}", rows[8]);
         assert!(text.contains("```text\n# profile text\n```"), "{text}");
     }
 }
