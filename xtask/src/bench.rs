@@ -67,8 +67,6 @@ const USERS: usize = 16;
 /// the default rustls + aws-lc, which compiles a large C library; oha 1.16 does not build
 /// without a TLS feature at all.
 const OHA_VERSION: &str = "1.16.0";
-/// Where the harness installs its own tools.
-const TOOLS_DIR: &str = "target/tools";
 
 /// Target rate of the latency runs, as a share of A0's saturation throughput.
 const LATENCY_LOAD: f64 = 0.5;
@@ -1480,15 +1478,6 @@ fn ensure_oha(root: &Path) -> Result<PathBuf> {
         );
         return Ok(PathBuf::from(path));
     }
-    let tools = root.join(TOOLS_DIR);
-    let oha = tools.join("bin/oha");
-    let version_ok = || {
-        command_output(Command::new(&oha).arg("--version")).is_some_and(|v| v.contains(OHA_VERSION))
-    };
-    if oha.is_file() && version_ok() {
-        println!("bench: oha {OHA_VERSION}: {}", oha.display());
-        return Ok(oha);
-    }
     // native-tls links the system OpenSSL, found through pkg-config.
     let openssl_found = Command::new("pkg-config")
         .args(["--exists", "openssl"])
@@ -1499,19 +1488,13 @@ fn ensure_oha(root: &Path) -> Result<PathBuf> {
         &["pkg-config", "libssl-dev"],
         || openssl_found,
     )?;
-    println!("bench: oha {OHA_VERSION}: building from crates.io into {TOOLS_DIR} (once; several minutes)");
-    process::run(
-        cargo()
-            .args(["install", "oha", "--version", OHA_VERSION, "--locked"])
-            .args([
-                "--no-default-features",
-                "--features",
-                "native-tls",
-                "--root",
-            ])
-            .arg(&tools),
-    )?;
-    Ok(oha)
+    install::crate_tool(
+        root,
+        "oha",
+        "oha",
+        OHA_VERSION,
+        &["--no-default-features", "--features", "native-tls"],
+    )
 }
 
 fn command_output(cmd: &mut Command) -> Option<String> {

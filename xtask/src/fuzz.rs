@@ -15,14 +15,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::install;
-use crate::process::{self, cargo};
+use crate::process;
 use crate::{Error, Result};
 
 /// The cargo-fuzz release this was verified with; `--locked` keeps its dependencies too.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-
-/// Where cargo-fuzz is installed, relative to the repository root.
-const TOOLS_DIR: &str = "target/tools";
 
 /// Build and working directories of the fuzz runs, relative to the repository root.
 const WORK_DIR: &str = "target/fuzz";
@@ -117,25 +114,7 @@ fn ensure_cxx() -> Result<()> {
 }
 
 fn ensure_cargo_fuzz(root: &Path) -> Result<PathBuf> {
-    let binary = root.join(TOOLS_DIR).join("bin").join("cargo-fuzz");
-    if binary.is_file() {
-        println!("setup: cargo-fuzz: already installed at {TOOLS_DIR}/bin");
-        return Ok(binary);
-    }
-    println!("setup: cargo-fuzz {CARGO_FUZZ_VERSION}: installing into {TOOLS_DIR} (crates.io)");
-    process::run(
-        cargo()
-            .args([
-                "install",
-                "cargo-fuzz",
-                "--locked",
-                "--version",
-                CARGO_FUZZ_VERSION,
-            ])
-            .arg("--root")
-            .arg(root.join(TOOLS_DIR)),
-    )?;
-    Ok(binary)
+    install::crate_tool(root, "cargo-fuzz", "cargo-fuzz", CARGO_FUZZ_VERSION, &[])
 }
 
 /// `cargo fuzz <subcommand>` on `fuzz/`, with the build settings every run shares.

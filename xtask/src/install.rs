@@ -1,11 +1,11 @@
-//! Installing what a command needs and the machine lacks: Debian packages and rustup
-//! targets. Every command that needs one of them asks here, so a fresh machine gets
+//! Installing what a command needs and the machine lacks: Debian packages, rustup
+//! targets and tools built from crates.io. Every command that needs one of them asks here, so a fresh machine gets
 //! the same steps, printed the same way, whichever command runs first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::process;
+use crate::process::{self, cargo};
 use crate::{Error, Result};
 
 /// Whether `program --version` runs and succeeds.
@@ -68,6 +68,45 @@ fn find(name: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/bin")])
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())
+}
+
+/// Where tools built from crates.io are installed, relative to the repository root.
+pub const TOOLS_DIR: &str = "target/tools";
+
+/// The binary `binary` of crate `krate` at `version`, built from crates.io into
+/// `TOOLS_DIR` once (`--locked`: its dependencies are pinned too) and again only when
+/// its `--version` does not name `version`; `extra` goes to `cargo install` as is.
+pub fn crate_tool(
+    root: &Path,
+    krate: &str,
+    binary: &str,
+    version: &str,
+    extra: &[&str],
+) -> Result<PathBuf> {
+    let tools = root.join(TOOLS_DIR);
+    let path = tools.join("bin").join(binary);
+    // A cargo subcommand run directly expects its own name first (`cargo-x x --version`).
+    let subcommand = binary.strip_prefix("cargo-");
+    let installed = Command::new(&path)
+        .args(subcommand)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(version));
+    if installed {
+        println!("setup: {krate} {version}: already installed at {TOOLS_DIR}/bin");
+        return Ok(path);
+    }
+    println!(
+        "setup: {krate} {version}: building from crates.io into {TOOLS_DIR} (once; a few minutes)"
+    );
+    process::run(
+        cargo()
+            .args(["install", krate, "--locked", "--version", version])
+            .args(extra)
+            .arg("--root")
+            .arg(&tools),
+    )?;
+    Ok(path)
 }
 
 /// Adds a rustup target unless it is installed.

@@ -8,6 +8,7 @@ mod component;
 mod envoy;
 mod fuzz;
 mod install;
+mod mutants;
 mod oci;
 mod process;
 mod prometheus;
@@ -42,6 +43,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "soak",
         "mixed traffic with contract reloads through Envoy: [--minutes N]; figures to RELIABILITY.md",
+    ),
+    (
+        "mutants",
+        "cargo-mutants on the core and the ramp's gates and audit: [--jobs N] [--shard K/N] [core|cli]",
     ),
     (
         "bench",
@@ -113,6 +118,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => tasks::test(&root, passthrough_args(rest)),
         "fuzz" => fuzz::run(&root, rest),
         "soak" => soak::run(&root, rest),
+        "mutants" => mutants::run(&root, rest),
         "bench" => bench::run(&root, rest),
         other => {
             reject_extra_args(other, rest)?;
