@@ -101,6 +101,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_equal_to_the_threshold_is_stable() {
+        // Buckets 0..threshold are the canary: `threshold` buckets out of 10000.
+        assert!(is_canary(499, 500));
+        assert!(!is_canary(500, 500));
+        assert!(!is_canary(0, 0), "0% sends nobody");
+        assert!(is_canary(BUCKETS - 1, BUCKETS), "100% sends everyone");
+        let canary = (0..BUCKETS).filter(|&b| is_canary(b, 2500)).count();
+        assert_eq!(canary, 2500);
+    }
+
+    #[test]
     fn canary_set_only_grows_with_percent() {
         let salt = BucketSalt::new("ramp");
         let buckets: Vec<u16> = (0..2000)

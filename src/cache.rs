@@ -215,6 +215,42 @@ mod tests {
         assert_eq!(c.len(0), ENTRIES_PER_INPUT);
     }
 
+    /// Beside a full protected part there is room for exactly `PROBATION_ENTRIES` new
+    /// values; the next new value evicts the oldest of them, never a protected one.
+    #[test]
+    fn probation_holds_the_slots_protection_leaves() {
+        let mut c = DigestCache::new(1);
+        for i in 0..PROTECTED_ENTRIES as u32 {
+            let v = format!("kept-{i}");
+            c.insert(0, v.as_bytes(), digest(i));
+            assert!(c.lookup(0, v.as_bytes()).is_some());
+        }
+        assert_eq!(c.protected(0), PROTECTED_ENTRIES);
+        for i in 0..PROBATION_ENTRIES as u32 {
+            c.insert(0, format!("new-{i}").as_bytes(), digest(100 + i));
+        }
+        assert_eq!(c.len(0), ENTRIES_PER_INPUT);
+        for i in 0..PROBATION_ENTRIES as u32 {
+            let v = format!("new-{i}");
+            // Looked up without promoting: a clone answers, the cache keeps its state.
+            assert_eq!(c.clone().lookup(0, v.as_bytes()), Some(digest(100 + i)));
+        }
+        c.insert(0, b"one-more", digest(999));
+        assert_eq!(c.len(0), ENTRIES_PER_INPUT);
+        assert_eq!(
+            c.clone().lookup(0, b"new-0"),
+            None,
+            "the oldest new value goes"
+        );
+        assert_eq!(c.clone().lookup(0, b"one-more"), Some(digest(999)));
+        for i in 0..PROTECTED_ENTRIES as u32 {
+            assert!(c
+                .clone()
+                .lookup(0, format!("kept-{i}").as_bytes())
+                .is_some());
+        }
+    }
+
     /// A flood of values never seen twice cannot push out values that are in use,
     /// however rarely they are used compared with the flood.
     #[test]

@@ -45,7 +45,8 @@ struct Scope {
     package: &'static str,
     /// Files to mutate; empty: every file of the package.
     files: &'static [&'static str],
-    /// Arguments for `cargo test`, selecting the fast test targets.
+    /// Test targets to build and run (given to both `cargo test --no-run` and `cargo
+    /// test`: only these are relinked for each mutant).
     test_args: &'static [&'static str],
 }
 
@@ -203,7 +204,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 }
             }
         };
-        let complete = options.shard.map_or(true, |(_, n)| dirs.len() == n as usize);
+        let complete = options
+            .shard
+            .map_or(true, |(_, n)| dirs.len() == n as usize);
         let mut tally = Tally::default();
         for dir in &dirs {
             tally.add(read_tally(&dir.join("mutants.out"))?);
@@ -287,7 +290,7 @@ fn mutants_command(
         command.arg(format!("--file={file}"));
     }
     for arg in scope.test_args {
-        command.arg(format!("--cargo-test-arg={arg}"));
+        command.arg(format!("--cargo-arg={arg}"));
     }
     if let Some((k, n)) = options.shard {
         command.arg(format!("--shard={k}/{n}"));
