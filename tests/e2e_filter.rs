@@ -3,8 +3,6 @@
 
 use rampart_test_support as support;
 
-use std::collections::BTreeMap;
-
 use rampart::snapshot::digest_of;
 use rampart::Json;
 use serde_json::{json, Value};
@@ -62,77 +60,7 @@ fn served_by(r: &Response) -> &str {
 
 #[test]
 fn shared_decision_vectors_hold_in_envoy() {
-    let doc: Value = serde_json::from_slice(
-        &std::fs::read(repo_root().join("tests/vectors/decisions.json")).unwrap(),
-    )
-    .unwrap();
-    let contract: Value = serde_json::from_slice(
-        &std::fs::read(repo_root().join(doc["contract"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    // One Envoy per distinct node metadata.
-    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for case in doc["cases"].as_array().unwrap() {
-        let node = case.get("node_metadata").unwrap_or(&doc["node_metadata"]);
-        groups.entry(node.to_string()).or_default().push(case);
-    }
-    let mut checked = 0;
-    for (node, cases) in groups {
-        let envoy = start_with_node(&contract, serde_json::from_str(&node).unwrap());
-        for case in cases {
-            let name = case["name"].as_str().unwrap();
-            let mut headers: Vec<(String, String)> = case["headers"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                .collect();
-            if let Some(tier) = case.pointer("/metadata/tenant/tier") {
-                headers.push(("x-tenant-tier".into(), tier.as_str().unwrap().into()));
-            }
-            let refs: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let r = get(envoy.addr("main"), "/", &refs);
-            let expect = &case["expect"];
-            assert_eq!(r.status, 200, "{name}");
-            assert_eq!(served_by(&r), expect["route"], "{name}");
-            assert_eq!(
-                r.header("x-seen-route"),
-                expect["route"].as_str(),
-                "{name}: the upstream sees the filter's value"
-            );
-            let decision = decision(&r);
-            assert!(
-                decision.contains(&format!("reason={}", expect["reason"].as_str().unwrap())),
-                "{name}: {decision}"
-            );
-            let fields: Vec<&str> = expect["fields"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f.as_str().unwrap())
-                .collect();
-            if fields.is_empty() {
-                assert!(!decision.contains("fields="), "{name}: {decision}");
-            } else {
-                assert!(
-                    decision.contains(&format!("fields={}", fields.join(","))),
-                    "{name}: {decision}"
-                );
-            }
-            if let Some(b) = expect.get("bucket") {
-                assert!(
-                    decision.contains(&format!("bucket={b}")),
-                    "{name}: {decision}"
-                );
-            }
-            checked += 1;
-        }
-        assert_no_vm_failure(&envoy, &[]);
-    }
-    assert_eq!(checked, doc["cases"].as_array().unwrap().len());
+    support::decisions::assert_vectors_hold(|addr, headers| get(addr, "/", headers));
 }
 
 #[test]

@@ -9,145 +9,12 @@
 
 use rampart_test_support as support;
 
-use std::collections::BTreeMap;
-
-use serde_json::{json, Value};
-use support::{assert_no_vm_failure, get, get_raw, try_get_raw, Bootstrap, Envoy, Response};
+use serde_json::json;
+use support::hostile::Hostile;
 use support::{example_contract, stat_name, tenant_metadata_filter};
+use support::{get, get_raw, try_get_raw, Bootstrap, Envoy};
 
 const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-const PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
-
-/// Envoy's own wasm stats (verified on 1.40): VMs created and alive per runtime, and
-/// the plugin's reload counters, which move when a VM fails.
-const WASM_HEALTH_STATS: &[&str] = &[
-    "wasm.envoy.wasm.runtime.v8.created",
-    "wasm.envoy.wasm.runtime.v8.active",
-    "wasm.wasm_vm_count",
-    "wasm.rampart.vm_reload",
-    "wasm.rampart.vm_reload_failure",
-    "wasm.rampart.vm_reload_success",
-    "wasm.rampart.vm_reload_backoff",
-];
-
-/// One Envoy with the example contract, the stats it started with, and a tally of what
-/// each request should have counted.
-struct Hostile {
-    envoy: Envoy,
-    health: BTreeMap<String, u64>,
-    expected: BTreeMap<String, u64>,
-}
-
-impl Hostile {
-    fn start(contract: &Value) -> Hostile {
-        let mut bootstrap = Bootstrap::new()
-            .pre_filter(tenant_metadata_filter())
-            .plugin_config(&contract.to_string())
-            .to_value();
-        // FAIL_RELOAD makes a trap visible in the stats (`vm_reload_backoff`, then
-        // `vm_reload` and a new VM); under the default FAIL_CLOSED only the 503s and
-        // the log would show it.
-        let filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
-            [0]["typed_config"]["http_filters"]
-            .as_array_mut()
-            .unwrap();
-        let wasm = filters
-            .iter_mut()
-            .find(|f| f["name"] == "envoy.filters.http.wasm")
-            .unwrap();
-        wasm["typed_config"]["config"]["failure_policy"] = "FAIL_RELOAD".into();
-        let envoy = Envoy::start(&bootstrap.to_string());
-        let health = wasm_health(&envoy);
-        assert!(
-            health["wasm.envoy.wasm.runtime.v8.active"] >= 2,
-            "{health:?}"
-        );
-        Hostile {
-            envoy,
-            health,
-            expected: BTreeMap::new(),
-        }
-    }
-
-    fn count(&mut self, names: &[&str]) {
-        for name in names {
-            *self.expected.entry((*name).to_owned()).or_default() += 1;
-        }
-    }
-
-    /// Sends `raw` and checks the side and the reason the filter gave; counts the
-    /// request under `requests`, its side and its reason (plus `extra` counters).
-    fn expect(&mut self, what: &str, raw: &[u8], side: &str, reason: &str, extra: &[&str]) {
-        let r = get_raw(self.envoy.addr("main"), raw);
-        self.check(what, &r, side, reason);
-        self.count(&["requests", side, reason]);
-        self.count(extra);
-    }
-
-    fn check(&self, what: &str, r: &Response, side: &str, reason: &str) {
-        assert_eq!(r.status, 200, "{what}: {} {}", r.status, r.body);
-        assert_eq!(r.header("x-served-by"), Some(side), "{what}");
-        assert_eq!(
-            r.header("x-seen-route"),
-            Some(side),
-            "{what}: route header the upstream saw"
-        );
-        let decision = r.header("x-rampart-decision").unwrap_or_default();
-        assert!(
-            decision.starts_with(&format!("route={side} reason={reason}")),
-            "{what}: {decision}"
-        );
-    }
-
-    /// Every counter matches the tally, the sides and reasons add up to the requests,
-    /// nothing reached the canary cluster that the filter did not send there, and the
-    /// VMs are the ones Envoy started with.
-    fn finish(&self) {
-        let requests = self.expected.get("requests").copied().unwrap_or(0);
-        self.envoy
-            .wait_for_counter(&format!("{PREFIX}.requests"), requests);
-        let stats = self.envoy.stats();
-        let get = |name: &str| {
-            stats
-                .get(&stat_name("checkout-v2", name))
-                .copied()
-                .unwrap_or(0)
-        };
-        for (name, value) in &self.expected {
-            assert_eq!(get(name), *value, "{}", stat_name("checkout-v2", name));
-        }
-        assert_eq!(get("canary") + get("stable") + get("rejected"), requests);
-        assert_eq!(
-            ["match", "drift", "missing", "unkeyed", "paused"]
-                .iter()
-                .map(|r| get(r))
-                .sum::<u64>(),
-            requests
-        );
-        assert_eq!(
-            stats
-                .get("cluster.canary.upstream_rq_total")
-                .copied()
-                .unwrap_or(0),
-            get("canary"),
-            "only requests the filter sent to the canary reach it"
-        );
-        assert_eq!(
-            wasm_health(&self.envoy),
-            self.health,
-            "wasm VM health stats moved"
-        );
-        assert_no_vm_failure(&self.envoy, &["Failed to"]);
-    }
-}
-
-fn wasm_health(envoy: &Envoy) -> BTreeMap<String, u64> {
-    let stats = envoy.stats();
-    WASM_HEALTH_STATS
-        .iter()
-        .map(|name| ((*name).to_owned(), stats.get(*name).copied().unwrap_or(0)))
-        .collect()
-}
 
 /// A raw GET with `headers` given as raw lines (bytes, no CRLF), closing after it.
 fn raw(headers: &[&[u8]]) -> Vec<u8> {
@@ -391,7 +258,7 @@ fn repeated_and_oversized_headers() {
     assert_eq!(
         h.envoy.counter("cluster.stable.upstream_rq_total")
             + h.envoy.counter("cluster.canary.upstream_rq_total"),
-        h.expected["requests"]
+        h.requests()
     );
 }
 
@@ -582,10 +449,10 @@ fn forged_headers_go_to_stable_when_paused_rejected_or_in_safe_mode() {
         ]),
     );
     assert_eq!((r.status, r.header("x-served-by")), (412, None));
-    h.envoy.wait_for_counter(&format!("{PREFIX}.rejected"), 1);
+    h.envoy.wait_for_counter(&h.stat("rejected"), 1);
     assert_eq!(h.envoy.counter("cluster.canary.upstream_rq_total"), 0);
     assert_eq!(h.envoy.counter("cluster.stable.upstream_rq_total"), 0);
-    assert_eq!(wasm_health(&h.envoy), h.health);
+    h.assert_healthy();
 
     // Safe mode with the route header spelled in capitals in the (invalid) contract:
     // Envoy lowercases header names, so the client's copy is still overwritten.
@@ -608,8 +475,7 @@ fn forged_headers_go_to_stable_when_paused_rejected_or_in_safe_mode() {
     }
     h.envoy.wait_for_counter("wasmcustom.rampart.safe_mode", 3);
     assert_eq!(h.envoy.counter("cluster.canary.upstream_rq_total"), 0);
-    assert_eq!(wasm_health(&h.envoy), h.health);
-    assert_no_vm_failure(&h.envoy, &["Failed to"]);
+    h.assert_healthy();
 }
 
 #[test]
@@ -629,17 +495,13 @@ fn an_oversized_sticky_key_never_escapes_reject_nor_takes_the_unkeyed_side() {
         "{}",
         r.body
     );
-    h.envoy.wait_for_counter(&format!("{PREFIX}.rejected"), 1);
+    h.envoy.wait_for_counter(&h.stat("rejected"), 1);
     for (name, value) in [("drift", 1), ("invalid_input", 1), ("unkeyed", 0)] {
-        assert_eq!(
-            h.envoy.counter(&format!("{PREFIX}.{name}")),
-            value,
-            "{name}"
-        );
+        assert_eq!(h.envoy.counter(&h.stat(name)), value, "{name}");
     }
     assert_eq!(h.envoy.counter("cluster.canary.upstream_rq_total"), 0);
     assert_eq!(h.envoy.counter("cluster.stable.upstream_rq_total"), 0);
-    assert_eq!(wasm_health(&h.envoy), h.health);
+    h.assert_healthy();
 
     // `ramp.unkeyed: canary` at 100%: keyless requests go to the canary, an oversized
     // key does not.

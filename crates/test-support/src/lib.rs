@@ -1,4 +1,5 @@
-//! End-to-end harness: runs a real Envoy and talks HTTP/1.1 to it.
+//! End-to-end harness: runs a real Envoy and talks HTTP/1.1 ([`get`], [`Client`]),
+//! HTTP/2 ([`http2`]) and gRPC ([`grpc`]) to it.
 //!
 //! Tests run in parallel, so every [`Envoy`] gets its own temporary directory,
 //! binds port 0 everywhere and reports the ports it got through its admin API,
@@ -8,7 +9,11 @@
 //! in a test, that is the assertion.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod decisions;
 pub mod ecds;
+pub mod grpc;
+pub mod hostile;
+pub mod http2;
 pub mod prometheus;
 pub mod rng;
 
@@ -917,6 +922,8 @@ fn invalid(message: String) -> io::Error {
 /// Responses carry `x-served-by: canary|stable` and echo the route header the
 /// upstream saw in `x-seen-route`. The access log (`Envoy::access_log`) has one
 /// line per request: `%RESPONSE_CODE% %UPSTREAM_CLUSTER% <rampart decision>`.
+///
+/// The `main` listener takes HTTP/1.1 and HTTP/2 (h2c) alike (codec `AUTO`).
 #[derive(Clone, Debug)]
 pub struct Bootstrap {
     plugin_config: Option<String>,
@@ -924,6 +931,7 @@ pub struct Bootstrap {
     pre_filters: Vec<Value>,
     route_header: String,
     canary_value: String,
+    http2_upstreams: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Default for Bootstrap {
@@ -934,6 +942,7 @@ impl Default for Bootstrap {
             pre_filters: Vec::new(),
             route_header: "x-rampart-route".to_owned(),
             canary_value: "canary".to_owned(),
+            http2_upstreams: None,
         }
     }
 }
@@ -971,6 +980,13 @@ impl Bootstrap {
         self
     }
 
+    /// Sends the `canary` and `stable` clusters to these HTTP/2 servers (e.g.
+    /// [`grpc::Upstream`]s) instead of the internal listeners that answer directly.
+    pub fn http2_upstreams(mut self, canary: SocketAddr, stable: SocketAddr) -> Self {
+        self.http2_upstreams = Some((canary, stable));
+        self
+    }
+
     /// The bootstrap as JSON text, for [`Envoy::start`].
     pub fn build(&self) -> String {
         self.to_value().to_string()
@@ -990,15 +1006,25 @@ impl Bootstrap {
                 "name": "envoy.bootstrap.internal_listener",
                 "typed_config": typed("envoy.extensions.bootstrap.internal_listener.v3.InternalListener", json!({})),
             }],
-            "static_resources": {
+            "static_resources": self.static_resources(),
+        })
+    }
+
+    fn static_resources(&self) -> Value {
+        match self.http2_upstreams {
+            Some((canary, stable)) => json!({
+                "listeners": [self.main_listener()],
+                "clusters": [http2_cluster("canary", canary), http2_cluster("stable", stable)],
+            }),
+            None => json!({
                 "listeners": [
                     self.main_listener(),
                     self.upstream_listener("canary"),
                     self.upstream_listener("stable"),
                 ],
                 "clusters": [internal_cluster("canary"), internal_cluster("stable")],
-            },
-        })
+            }),
+        }
     }
 
     /// The contract's `explain.response_header`, or the examples' `x-rampart-decision`.
@@ -1180,6 +1206,26 @@ fn internal_cluster(side: &str) -> Value {
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
                 "envoy_internal_address": { "server_listener_name": format!("{side}_upstream") },
             } } }] }],
+        },
+    })
+}
+
+/// A cluster speaking HTTP/2 (cleartext) to the server at `addr`.
+fn http2_cluster(side: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": side,
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": side,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": addr.ip().to_string(), "port_value": addr.port(),
+            } } } }] }],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                json!({ "explicit_http_config": { "http2_protocol_options": {} } }),
+            ),
         },
     })
 }
