@@ -222,4 +222,30 @@ mod tests {
         );
         assert_eq!(summary(&json!({})), "");
     }
+
+    #[test]
+    fn the_verify_line_counts_checked_and_unchecked_signed_approvals() {
+        let signed = json!({ "action": "approve", "details": { "signature": {} } });
+        let unsigned = json!({ "action": "approve", "details": {} });
+        let records = [signed.clone(), unsigned, signed];
+        let checked = LogCheck {
+            verified: vec![(
+                1,
+                approval::Verified {
+                    principal: "alice".into(),
+                    key: "SHA256:k".into(),
+                },
+            )],
+            finding: None,
+        };
+        assert_eq!(
+            approvals_summary(Some(&checked), &records),
+            "; 1 signed approval(s) verified against allowed_signers"
+        );
+        assert_eq!(
+            approvals_summary(None, &records),
+            "; 2 signed approval(s) not checked (no plan naming approval.allowed_signers)"
+        );
+        assert_eq!(approvals_summary(None, &records[1..2]), "");
+    }
 }
