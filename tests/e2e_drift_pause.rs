@@ -57,9 +57,20 @@ fn stat(envoy: &Envoy, name: &str) -> u64 {
     envoy.counter(&format!("{STATS_PREFIX}.{name}"))
 }
 
-/// Retries `check` for up to 20 s (the pause is merged once a second per worker).
+/// Waits until the `drift_paused` gauge is `value`.
+fn wait_for_drift_paused(envoy: &Envoy, value: u64) {
+    eventually(&format!("drift_paused == {value}"), || {
+        match stat(envoy, "drift_paused") {
+            v if v == value => Ok(()),
+            v => Err(format!("drift_paused is {v}")),
+        }
+    });
+}
+
+/// Retries `check` for up to 60 s (the pause is merged once a second per worker; a
+/// machine busy with parallel tests can take much longer than that).
 fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match check() {
             Ok(()) => return,
@@ -165,7 +176,7 @@ fn drift_on_two_workers_trips_one_pause_for_everyone() {
     assert_eq!(stat(&envoy, "drift_paused"), 0);
 
     drift_on_both_workers(&mut clients);
-    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 1);
+    wait_for_drift_paused(&envoy, 1);
     wait_until_paused_everywhere(&mut clients);
     assert_paused_everywhere(&mut clients);
 
@@ -220,7 +231,7 @@ fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
     let envoy = &ecds.envoy;
     let mut clients = one_client_per_worker(envoy);
     drift_on_both_workers(&mut clients);
-    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 1);
+    wait_for_drift_paused(envoy, 1);
     wait_until_paused_everywhere(&mut clients);
 
     // The same lock again, with another stable route value so each response tells
@@ -273,7 +284,7 @@ fn same_lock_pushed_again_keeps_the_pause_and_a_new_lock_clears_it() {
         }
         Ok(())
     });
-    envoy.wait_for_counter(&format!("{STATS_PREFIX}.drift_paused"), 0);
+    wait_for_drift_paused(envoy, 0);
     let log = envoy.wait_for_log("drift pause cleared");
     let cleared: Vec<&str> = log
         .lines()

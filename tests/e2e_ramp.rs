@@ -173,6 +173,31 @@ impl Ramp {
         std::fs::write(&self.live, snapshot.to_string()).unwrap();
     }
 
+    /// Rewrites the plan file with `edit` applied.
+    fn edit_plan(&mut self, edit: impl FnOnce(&mut Value)) {
+        let mut plan: Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.plan).unwrap()).unwrap();
+        edit(&mut plan);
+        self.plan = self.dir.write("plan.json", &plan.to_string());
+    }
+
+    /// Restarts Envoy (same bootstrap and ECDS file, new ports) and points the plan's
+    /// metrics at the new admin endpoint.
+    fn restart_envoy(&mut self) {
+        self.ecds.restart();
+        let admin = format!("http://{}", self.ecds.envoy.admin_addr());
+        self.edit_plan(|plan| plan["metrics"] = json!({ "envoy_admin": admin }));
+    }
+
+    /// The side `user` is routed to with `flags`, and the decision header saying why.
+    fn decision(&self, user: &str, flags: &str) -> (String, String) {
+        let response = get(self.main(), "/", &headers(user, flags));
+        assert_eq!(response.status, 200);
+        let side = response.header("x-served-by").unwrap().to_owned();
+        let why = response.header("x-rampart-decision").unwrap().to_owned();
+        (side, why)
+    }
+
     /// The side `user` is routed to with `flags`.
     fn side(&self, user: &str, flags: &str) -> String {
         let response = get(self.main(), "/", &headers(user, flags));
@@ -513,11 +538,10 @@ fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
     // Start the ramp first, then point the plan at a Prometheus scraping its Envoy.
     let mut ramp = Ramp::start(PlanOptions::default());
     let prometheus = Prometheus::start(&[("envoy", ramp.ecds.envoy.admin_addr())]);
-    let mut plan: Value =
-        serde_json::from_str(&std::fs::read_to_string(&ramp.plan).unwrap()).unwrap();
-    plan["metrics"] = json!({ "prometheus": format!("http://{}", prometheus.addr) });
-    plan["gates"]["max_drift_ratio"] = json!(0.2);
-    ramp.plan = ramp.dir.write("plan.json", &plan.to_string());
+    ramp.edit_plan(|plan| {
+        plan["metrics"] = json!({ "prometheus": format!("http://{}", prometheus.addr) });
+        plan["gates"]["max_drift_ratio"] = json!(0.2);
+    });
     let flags = flags_text();
 
     ramp.ramp_ok(&["start"]);
@@ -555,8 +579,8 @@ fn prometheus_gate_reads_a_real_prometheus_scraping_envoy() {
 }
 
 #[test]
-fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
-    let ramp = Ramp::start(PlanOptions {
+fn the_drift_pause_made_durable_holds_through_an_envoy_restart_until_the_approval() {
+    let mut ramp = Ramp::start(PlanOptions {
         // A 10 s window: workers merge counts and learn of a pause every second.
         drift_pause: Some(json!({ "max_ratio": 0.05, "min_requests": 20, "window_seconds": 10 })),
         ..PlanOptions::default()
@@ -565,12 +589,16 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
     let flags = flags_text();
     ramp.ramp_ok(&["start"]);
     ramp.ecds.wait_for_update(2);
-    let canary_user = (0..USERS)
+    // The users on the canary at step 1 whose config matches the lock.
+    let canary_users: Vec<String> = (0..USERS)
         .map(user)
-        .find(|u| expected_canary(u, 1.0))
-        .unwrap();
+        .filter(|u| expected_canary(u, 1.0))
+        .collect();
+    assert!(!canary_users.is_empty());
     eventually("step 1 in force", || {
-        ramp.side(&canary_user, &flags) == "canary"
+        canary_users
+            .iter()
+            .all(|u| ramp.side(u, &flags) == "canary")
     });
 
     // The live config moves under the ramp and clients start sending it: drift.
@@ -581,30 +609,84 @@ fn drift_pause_trips_in_the_data_plane_and_clears_with_the_approved_lock() {
     for i in 0..40 {
         assert_eq!(ramp.side(&user(i), &new_flags), "stable");
     }
-    // The data plane pauses the canary for everyone, on both workers.
-    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 1);
-    ramp.ecds.envoy.wait_for_log("drift pause TRIPPED");
-    // The other worker joins the pause on its next tick (window / 10).
-    thread::sleep(Duration::from_millis(2500));
-    for _ in 0..10 {
-        assert_eq!(ramp.side(&canary_user, &flags), "stable");
-    }
+    // The data plane pauses the canary for everyone, on both workers (each learns of
+    // it on its next tick): waited for, however loaded the machine.
+    let envoy = &ramp.ecds.envoy;
+    eventually("the drift_paused gauge", || {
+        envoy.counter(&paused_gauge) == 1
+    });
+    eventually("the trip in Envoy's log", || {
+        envoy.log().contains("drift pause TRIPPED")
+    });
+    eventually(
+        "every matching canary user on stable, on both workers",
+        || {
+            (0..4).all(|_| {
+                canary_users.iter().all(|u| {
+                    let (side, why) = ramp.decision(u, &flags);
+                    side == "stable" && why.contains("reason=drift_paused")
+                })
+            })
+        },
+    );
+
+    // status sees it and makes it durable: recorded, and published paused.
     let status = ramp.ramp_ok(&["status"]);
     assert_eq!(status["metrics"]["drift_paused"], true, "{status}");
-
-    // The control plane blocks on the changed config; the approval re-locks to it.
-    let output = ramp.ramp(&["advance"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(parse_json(&output)["gate"], "config");
-    ramp.ramp_ok(&["approve", "--by", "alice", "--reason", "USD reviewed"]);
+    assert_eq!(status["durable_pause_seq"], 2, "{status}");
+    assert_eq!(status["state"]["status"], "blocked", "{status}");
+    assert_eq!(status["state"]["durable_pause"], true, "{status}");
     ramp.ecds.wait_for_update(3);
-    eventually("the approved config reaches the canary", || {
-        ramp.side(&canary_user, &new_flags) == "canary"
-    });
-    ramp.ecds.envoy.wait_for_counter(&paused_gauge, 0);
-    ramp.ecds.envoy.wait_for_log("drift pause cleared");
+    let output = ramp.ramp(&["advance"]);
+    assert_exit(&output, 3, "advance on a ramp held by the durable pause");
+    assert_eq!(ramp.ecds.updates(), 3, "nothing more published");
+
+    // Envoy restarts: its own pause is forgotten, the published one is not.
+    ramp.restart_envoy();
+    assert_eq!(ramp.ecds.envoy.counter(&paused_gauge), 0);
+    for u in &canary_users {
+        for _ in 0..3 {
+            let (side, why) = ramp.decision(u, &flags);
+            assert_eq!(side, "stable", "{u}: {why}");
+            assert!(why.starts_with("route=stable reason=paused"), "{u}: {why}");
+        }
+    }
     let status = ramp.ramp_ok(&["status"]);
     assert_eq!(status["metrics"]["drift_paused"], false, "{status}");
+    assert_eq!(status["state"]["durable_pause"], true, "{status}");
+    assert_eq!(
+        status["durable_pause_seq"],
+        Value::Null,
+        "recorded once: {status}"
+    );
+
+    // The approval re-locks to the new config and unpauses: the canary reopens.
+    let approved = ramp.ramp_ok(&["approve", "--by", "alice", "--reason", "USD reviewed"]);
+    assert_eq!(approved["state"]["durable_pause"], false, "{approved}");
+    ramp.ecds.wait_for_update(2);
+    let canary_user = &canary_users[0];
+    eventually("the approved config reaches the canary", || {
+        ramp.side(canary_user, &new_flags) == "canary"
+    });
+    let (side, why) = ramp.decision(canary_user, &flags);
+    assert_eq!(side, "stable", "the old config is drift now: {why}");
+    assert!(why.contains("reason=drift "), "{why}");
+    let shown = Command::new(rampart_cli())
+        .args(["audit", "show", "--json", "--plan"])
+        .arg(&ramp.plan)
+        .output()
+        .unwrap();
+    assert_exit(&shown, 0, "audit show");
+    let actions: Vec<String> = String::from_utf8_lossy(&shown.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["start", "drift_pause", "approve"]);
 }
 
 /// A small deterministic generator for kill delays; the seed is printed.

@@ -31,7 +31,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "test",
-        "setup + wasm + component (+ Debian's prometheus, skopeo, docker-registry if missing), then run the workspace tests (Envoy, wasmtime) and the Node tests (args after `--` go to cargo test)",
+        "setup + wasm + component (+ Debian's prometheus, skopeo, docker-registry, openssh-client if missing), then run the workspace tests (Envoy, wasmtime) and the Node tests (args after `--` go to cargo test)",
     ),
     ("lint", "rustfmt check and clippy (native and wasm32), warnings denied"),
     ("demo", "setup + wasm, then run Envoy in the foreground with envoy/demo.yaml"),

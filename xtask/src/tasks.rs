@@ -134,6 +134,9 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
     let oci = oci::ensure()?;
     let promtool = prometheus::promtool()?;
     println!("test: RAMPART_PROMTOOL={}", promtool.display());
+    // The signed-approval tests make keys and signatures with the real ssh-keygen.
+    let ssh_keygen = install::program("RAMPART_SSH_KEYGEN", "ssh-keygen", "openssh-client")?;
+    println!("test: RAMPART_SSH_KEYGEN={}", ssh_keygen.display());
     println!("test: {}={}", component::ENV, component.display());
     process::run(
         cargo()
@@ -155,6 +158,7 @@ pub fn test(root: &Path, cargo_test_args: &[String]) -> Result<()> {
             .env("RAMPART_SKOPEO", &oci.skopeo)
             .env("RAMPART_REGISTRY", &oci.registry)
             .env("RAMPART_PROMTOOL", &promtool)
+            .env("RAMPART_SSH_KEYGEN", &ssh_keygen)
             .env(component::ENV, &component)
             .current_dir(root),
     )?;

@@ -685,9 +685,28 @@ pub enum RampCommand {
         #[command(flatten)]
         plan: PlanArgs,
     },
+    /// The approval statement to sign for the live config (contract, old and new
+    /// digests, delta digest, the audit head it extends, time), for plans that require
+    /// signed approvals (approval.allowed_signers). Writes nothing else.
+    #[command(
+        after_help = "Sign it with `ssh-keygen -Y sign -f KEY -n rampart-approval FILE` \
+within 15 minutes, then `rampart ramp approve --statement FILE --signature FILE.sig --reason TEXT`."
+    )]
+    Statement(StatementArgs),
     /// Accept the live config: binds old -> new digest and the delta's digest, re-locks,
     /// restarts or resumes (the plan's approval.after_approval).
     Approve(ApproveArgs),
+}
+
+/// `rampart ramp statement`.
+#[derive(Debug, Args)]
+pub struct StatementArgs {
+    /// The plan.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Write the statement to FILE (atomically) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `rampart ramp approve`.
@@ -696,15 +715,23 @@ pub struct ApproveArgs {
     /// The plan.
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// Who approves (the audit record's actor).
-    #[arg(long, value_name = "NAME")]
-    pub by: String,
+    /// Who approves (the audit record's actor); for plans without
+    /// approval.allowed_signers, where it is required.
+    #[arg(long, value_name = "NAME", conflicts_with = "signature")]
+    pub by: Option<String>,
     /// Why the change is accepted.
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
     /// The digest of the reviewed delta; refuses if the live delta is another one.
     #[arg(long, value_name = "DIGEST")]
     pub expect_delta: Option<String>,
+    /// The statement `rampart ramp statement` wrote, as signed (signed approvals).
+    #[arg(long, value_name = "FILE", requires = "signature")]
+    pub statement: Option<PathBuf>,
+    /// Its signature, `ssh-keygen -Y sign -n rampart-approval` (signed approvals); the
+    /// approver is the principal allowed_signers lists for the key.
+    #[arg(long, value_name = "FILE", requires = "statement")]
+    pub signature: Option<PathBuf>,
 }
 
 impl RampCommand {
@@ -718,6 +745,7 @@ impl RampCommand {
             RampCommand::Resume(_) => "resume",
             RampCommand::Revert(_) => "revert",
             RampCommand::Diff { .. } => "diff",
+            RampCommand::Statement(_) => "statement",
             RampCommand::Approve(_) => "approve",
         }
     }

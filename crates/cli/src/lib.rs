@@ -3,11 +3,12 @@
 //! same functions.
 //!
 //! Contract tools (`digest`, `check`, `lock`, `bucket`, `render`), `package` (the
-//! module as an OCI image) and the ramp control plane: `ramp start|status|advance|pause|resume|revert|diff|approve` drive a plan of
+//! module as an OCI image) and the ramp control plane: `ramp start|status|advance|pause|resume|revert|diff|statement|approve` drive a plan of
 //! steps through three gates (live config has the locked digest; drift ratio and
 //! request count since the step began; bake time), publish each step to Envoy by ECDS,
 //! keep an atomically written state file, and record every change in a hash-chained
-//! audit log that `audit verify` checks.
+//! audit log that `audit verify` checks. A plan may require approvals signed with SSH
+//! keys (`approval`), re-verified by `audit verify`.
 //!
 //! Exit codes ([`Failure::exit_code`]): 0 success; 1 the input was read but does not
 //! pass (bad JSON, bad contract or plan, a gate that blocks, a config delta, a failed
@@ -16,11 +17,15 @@
 //!
 //! Where things are: [`args`] declares the command line; `tools` the contract tools;
 //! `render` the deployable config; `oci` the image `package` writes; `ramp` the ramp
-//! commands (its `gates` module holds the gate decision as a pure function); [`ecds`]
-//! the published file format; [`files`] the atomic write every file goes through.
+//! commands (its `gates` module holds the gate decision as a pure function, `durable`
+//! the durable drift pause); `approval` the signed approval statement, the
+//! `allowed_signers` file and the signature checks; [`ecds`]
+//! the published file format; [`files`] the atomic write every file goes through;
+//! [`time`] the clock and the timestamps records and statements carry.
 
 #![warn(missing_docs)]
 
+mod approval;
 pub mod args;
 mod audit;
 mod delta;
@@ -33,7 +38,7 @@ mod plan;
 mod ramp;
 mod render;
 mod state;
-mod time;
+pub mod time;
 mod tools;
 
 /// The PromQL of the drift gate and the dashboard, one definition shared by the ramp's
@@ -47,7 +52,6 @@ pub use metrics::{
 
 use clap::CommandFactory;
 use rampart::jcs::{Json, DEFAULT_MAX_DEPTH};
-use rampart::snapshot::digest_of;
 
 pub use args::Cli;
 
@@ -158,12 +162,18 @@ pub fn usage_error_json(args: &[String], error: &clap::Error) -> Option<String> 
     Some(ramp::output::failure_json(command, &failure).to_string())
 }
 
-/// Digest of the RFC 8785 canonical form of `value` (records, deltas, contracts).
-pub(crate) fn canonical_digest(value: &serde_json::Value) -> String {
+/// The RFC 8785 canonical form of `value` (records, deltas, contracts, approval
+/// statements).
+pub(crate) fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     match Json::parse(&bytes, DEFAULT_MAX_DEPTH) {
-        Ok(json) => digest_of(&json).to_string(),
-        // Deeper than any record or contract rampart writes; still a stable digest.
-        Err(_) => rampart::Digest::of_bytes(&bytes).to_string(),
+        Ok(json) => json.to_canonical(),
+        // Deeper than any record or contract rampart writes; still stable bytes.
+        Err(_) => bytes,
     }
+}
+
+/// Digest of the RFC 8785 canonical form of `value` (records, deltas, contracts).
+pub(crate) fn canonical_digest(value: &serde_json::Value) -> String {
+    rampart::Digest::of_bytes(&canonical_json(value)).to_string()
 }

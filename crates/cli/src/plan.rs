@@ -94,6 +94,9 @@ pub struct RampPlan {
     pub gates: Gates,
     /// Where an approved ramp continues.
     pub after_approval: AfterApproval,
+    /// The OpenSSH `allowed_signers` file of the keys whose signature an approval needs;
+    /// `None`: approvals are unsigned (`--by NAME`).
+    pub allowed_signers: Option<PathBuf>,
     /// Where to publish.
     pub publish: Publish,
     /// Where the drift gate reads counters; `None` turns the drift gate off.
@@ -299,22 +302,27 @@ impl RampPlan {
             Some(_) => return Err(bad("gates.on_mismatch", "must be \"block\" or \"revert\"")),
         };
 
-        let after_approval = match top.get("approval") {
-            None => AfterApproval::Restart,
-            Some(a) => {
-                let a = object(a, "approval")?;
-                only(a, "approval", &["after_approval"])?;
-                match a.get("after_approval").map(Value::as_str) {
-                    None | Some(Some("restart")) => AfterApproval::Restart,
-                    Some(Some("resume")) => AfterApproval::Resume,
-                    Some(_) => {
-                        return Err(bad(
-                            "approval.after_approval",
-                            "must be \"restart\" or \"resume\"",
-                        ))
-                    }
-                }
+        let empty = serde_json::Map::new();
+        let approval = match top.get("approval") {
+            None => &empty,
+            Some(a) => object(a, "approval")?,
+        };
+        only(approval, "approval", &["after_approval", "allowed_signers"])?;
+        let after_approval = match approval.get("after_approval").map(Value::as_str) {
+            None | Some(Some("restart")) => AfterApproval::Restart,
+            Some(Some("resume")) => AfterApproval::Resume,
+            Some(_) => {
+                return Err(bad(
+                    "approval.after_approval",
+                    "must be \"restart\" or \"resume\"",
+                ))
             }
+        };
+        // Read when an approval is checked, not here: a broken signers file must not
+        // keep `revert` or `pause` from running.
+        let allowed_signers = match approval.get("allowed_signers") {
+            None => None,
+            v => Some(resolve(dir, string(v, "approval.allowed_signers")?)),
         };
 
         let p = object(
@@ -395,6 +403,7 @@ impl RampPlan {
                 on_mismatch,
             },
             after_approval,
+            allowed_signers,
             publish,
             metrics,
             drift_pause,
@@ -435,13 +444,17 @@ impl RampPlan {
             .map_err(|e| bad("contract", format!("{}: {e}", self.contract_path.display())))
     }
 
-    /// The contract to publish: the template at `percent` with `lock`, compiled once
-    /// here so a bad contract is caught before Envoy sees it.
-    pub fn contract(&self, percent: f64, lock: &LockSpec) -> Result<Value, String> {
+    /// The contract to publish: the template at `percent` with `lock`, and `paused:
+    /// true` when `paused` (the durable drift pause), compiled once here so a bad
+    /// contract is caught before Envoy sees it.
+    pub fn contract(&self, percent: f64, lock: &LockSpec, paused: bool) -> Result<Value, String> {
         let mut contract = self.unlocked(percent)?;
         let lock_json = serde_json::to_value(lock).map_err(|e| bad("lock", e))?;
         if let Some(top) = contract.as_object_mut() {
             top.insert("lock".into(), lock_json);
+            if paused {
+                top.insert("paused".into(), Value::Bool(true));
+            }
         }
         let spec = parse_contract(&contract)
             .map_err(|e| bad("contract", format!("{}: {e}", self.contract_path.display())))?;

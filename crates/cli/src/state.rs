@@ -45,7 +45,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Block {
     /// `config` (live snapshot differs from the lock; needs an approval or the old
-    /// config back) or `drift` (drift ratio over the limit; `resume` after review).
+    /// config back) or `drift` (drift ratio over the limit, or the data plane's drift
+    /// pause; `resume` after review, or an approval).
     pub reason: String,
     /// Digest of the live snapshot (config) when it blocked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +107,11 @@ pub struct State {
     /// Why it is blocked, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<Block>,
+    /// The data plane's drift pause was seen and made durable: the published contract
+    /// carries `paused: true` (everyone on stable, also in an Envoy that restarts and so
+    /// forgets its own pause) until an approval or a resume.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub durable_pause: bool,
     /// Current step, 1-based into the plan's steps.
     pub step: usize,
     /// Number of steps in the plan when the ramp started.

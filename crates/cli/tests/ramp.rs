@@ -133,6 +133,11 @@ impl Ramp {
         serde_json::from_str(text).unwrap()
     }
 
+    /// Whether the published contract is paused.
+    fn paused(&self) -> bool {
+        self.published()["paused"] == true
+    }
+
     fn verify(&self) -> (i32, Value) {
         self.json(&["audit", "verify"])
     }
@@ -149,7 +154,7 @@ const DRIFTED_LIVE: &str =
 const LOCKED_LIVE: &str =
     r#"{"flags":{"checkout_v2":true,"currency":"EUR","max_items":50},"tier":"gold","rev":"r42"}"#;
 
-/// A change to the test plan.
+/// A change to a JSON document of the test (a plan, an audit record).
 type PlanEdit = Box<dyn Fn(&mut Value)>;
 
 #[test]
@@ -564,12 +569,12 @@ fn drift_gate_reads_envoy_admin_stats_since_the_step_began() {
         "new window at the new step"
     );
     // status shows the readings and the data-plane drift pause.
-    *body.lock().unwrap() = admin_stats(1400, 64, 2, 1);
+    *body.lock().unwrap() = admin_stats(1400, 64, 2, 0);
     let status = ramp.ok(&["ramp", "status"]);
     assert_eq!(status["metrics"]["requests"], 200);
-    assert_eq!(status["metrics"]["drift_paused"], true);
+    assert_eq!(status["metrics"]["drift_paused"], false);
     let text = stdout(&ramp.run(&["ramp", "status"]));
-    assert!(text.contains("drift pause: ON"), "{text}");
+    assert!(text.contains("drift pause: off"), "{text}");
     // 200 requests, 20 drifted: ratio 0.1 > 0.05 -> blocked.
     let (code, out) = ramp.json(&["ramp", "advance"]);
     assert_eq!(code, 1, "{out}");
@@ -584,13 +589,22 @@ fn drift_gate_reads_envoy_admin_stats_since_the_step_began() {
     let moved = ramp.ok(&["ramp", "advance"]);
     assert_eq!(moved["gates"]["requests"], 150);
     assert_eq!(moved["state"]["step"], 3);
-    // The data plane's drift pause blocks the ramp even with a low ratio.
+    assert!(!ramp.paused(), "a ratio block does not pause");
+    // The data plane's drift pause blocks the ramp even with a low ratio, and is made
+    // durable: the published contract is paused.
     *body.lock().unwrap() = admin_stats(400, 1, 0, 1);
     let (code, out) = ramp.json(&["ramp", "advance"]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["drift_paused"], true, "{out}");
+    assert_eq!(out["durable_pause"], true, "{out}");
     assert_eq!(out["state"]["status"], "blocked");
     assert_eq!(out["state"]["step"], 3);
+    assert_eq!(out["state"]["durable_pause"], true);
+    assert!(ramp.paused());
+    assert_eq!(ramp.published()["ramp"]["percent"], 25.0);
+    let record = ramp.records().last().unwrap().clone();
+    assert_eq!(record["action"], "block");
+    assert_eq!(record["details"]["durable_pause"], true);
 }
 
 #[test]
@@ -623,11 +637,15 @@ fn drift_gate_reads_prometheus() {
     assert_eq!((code, out["gate"].as_str()), (1, Some("drift")), "{out}");
 }
 
+/// An http URL of a loopback port nothing listens on.
+fn closed_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
 #[test]
 fn unreachable_metrics_are_an_io_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let url = closed_url();
     let ramp = Ramp::new("unreachable", |p| {
         p["metrics"] = json!({ "envoy_admin": url })
     });
@@ -973,4 +991,713 @@ fn the_plans_drift_pause_is_published_with_every_step() {
     ramp.ok(&["ramp", "advance"]);
     assert_eq!(ramp.published()["drift_pause"], drift_pause);
     assert_eq!(ramp.published()["ramp"]["percent"], 5.0);
+}
+
+// ---------------------------------------------------------------------------
+// The durable drift pause
+// ---------------------------------------------------------------------------
+
+/// A ramp whose drift gate reads `body` as Envoy's `/stats`.
+fn ramp_reading(name: &str, body: &Arc<Mutex<String>>) -> Ramp {
+    let url = serve(body.clone(), Arc::new(Mutex::new(Vec::new())));
+    Ramp::new(name, |p| p["metrics"] = json!({ "envoy_admin": url }))
+}
+
+#[test]
+fn status_makes_the_data_planes_drift_pause_durable_until_resume_or_approval() {
+    let body = Arc::new(Mutex::new(admin_stats(100, 0, 0, 0)));
+    let ramp = ramp_reading("durable", &body);
+    ramp.ok(&["ramp", "start"]);
+    ramp.ok(&["ramp", "advance"]);
+    assert!(!ramp.paused());
+
+    // The data plane trips its pause: status records it once and publishes it paused.
+    *body.lock().unwrap() = admin_stats(300, 150, 0, 1);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["durable_pause_seq"], 3, "{status}");
+    assert_eq!(status["state"]["status"], "blocked");
+    assert_eq!(status["state"]["durable_pause"], true);
+    assert_eq!(status["state"]["blocked"]["reason"], "drift");
+    assert!(ramp.paused());
+    assert_eq!(ramp.published()["ramp"]["percent"], 5.0, "the step stays");
+    let record = ramp.records().last().unwrap().clone();
+    assert_eq!(record["action"], "drift_pause");
+    assert_eq!(record["details"]["drift_paused"], true);
+    assert_eq!(record["details"]["requests"], 200);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["durable_pause_seq"], Value::Null, "recorded once");
+    assert_eq!(ramp.records().len(), 3);
+
+    // Envoy restarted and forgot its pause: the published contract still holds it.
+    *body.lock().unwrap() = admin_stats(20, 0, 0, 0);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["metrics"]["drift_paused"], false);
+    assert_eq!(status["state"]["durable_pause"], true);
+    assert!(ramp.paused());
+    let text = stdout(&ramp.run(&["ramp", "status"]));
+    assert!(text.contains("drift pause: durable"), "{text}");
+    assert_eq!(ramp.json(&["ramp", "advance"]).0, 3, "blocked");
+
+    // resume lifts it.
+    let resumed = ramp.ok(&["ramp", "resume", "--reason", "drift reviewed"]);
+    assert_eq!(resumed["state"]["durable_pause"], false);
+    assert_eq!(resumed["state"]["status"], "running");
+    assert!(!ramp.paused());
+    assert_eq!(
+        ramp.records().last().unwrap()["details"]["durable_pause"],
+        "lifted"
+    );
+
+    // A paused ramp keeps its status while the pause is held; an approval lifts it.
+    ramp.ok(&["ramp", "pause"]);
+    *body.lock().unwrap() = admin_stats(60, 30, 0, 1);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["state"]["status"], "paused");
+    assert_eq!(status["state"]["durable_pause"], true);
+    assert!(ramp.paused());
+    ramp.set_live(DRIFTED_LIVE);
+    *body.lock().unwrap() = admin_stats(60, 30, 0, 0);
+    let approved = ramp.ok(&["ramp", "approve", "--by", "alice", "--reason", "USD"]);
+    assert_eq!(approved["state"]["durable_pause"], false);
+    assert!(!ramp.paused());
+    assert_eq!(ramp.published()["lock"]["digest"], digest(DRIFTED_LIVE));
+    assert_eq!(
+        ramp.records().last().unwrap()["details"]["durable_pause"],
+        "lifted"
+    );
+
+    // An ended ramp is not held: nothing continues it.
+    ramp.ok(&["ramp", "revert"]);
+    *body.lock().unwrap() = admin_stats(90, 60, 0, 1);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["durable_pause_seq"], Value::Null);
+    assert!(!ramp.paused());
+    assert_eq!(
+        ramp.actions(),
+        [
+            "start",
+            "advance",
+            "drift_pause",
+            "resume",
+            "pause",
+            "drift_pause",
+            "approve",
+            "revert"
+        ]
+    );
+    assert_eq!(ramp.verify().0, 0);
+}
+
+#[test]
+fn a_config_block_while_the_drift_pause_is_on_makes_the_pause_durable_too() {
+    let body = Arc::new(Mutex::new(admin_stats(100, 0, 0, 0)));
+    let ramp = ramp_reading("durable-config", &body);
+    ramp.ok(&["ramp", "start"]);
+    ramp.set_live(DRIFTED_LIVE);
+    *body.lock().unwrap() = admin_stats(200, 100, 0, 1);
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["gate"], "config");
+    assert_eq!(out["state"]["durable_pause"], true);
+    assert!(ramp.paused());
+    let record = ramp.records().last().unwrap().clone();
+    assert_eq!(record["details"]["durable_pause"], true);
+    // The config block still needs the locked config back (or an approval) to resume.
+    assert_eq!(ramp.json(&["ramp", "resume"]).0, 1);
+    assert!(ramp.paused());
+    ramp.set_live(LOCKED_LIVE);
+    ramp.ok(&["ramp", "resume"]);
+    assert!(!ramp.paused());
+    // With the metrics source unreachable, the config block is still recorded.
+    let ramp = ramp_reading("durable-config-unreachable", &body);
+    *body.lock().unwrap() = admin_stats(100, 0, 0, 0);
+    ramp.ok(&["ramp", "start"]);
+    let plan = std::fs::read_to_string(ramp.dir.join("plan.json")).unwrap();
+    let mut plan: Value = serde_json::from_str(&plan).unwrap();
+    plan["metrics"] = json!({ "envoy_admin": closed_url() });
+    std::fs::write(ramp.dir.join("plan.json"), plan.to_string()).unwrap();
+    ramp.set_live(DRIFTED_LIVE);
+    let (code, out) = ramp.json(&["ramp", "advance"]);
+    assert_eq!((code, out["gate"].as_str()), (1, Some("config")), "{out}");
+    assert_eq!(out["state"]["durable_pause"], false);
+    assert!(!ramp.paused());
+}
+
+// ---------------------------------------------------------------------------
+// Signed approvals, with keys and signatures made by the real ssh-keygen
+// ---------------------------------------------------------------------------
+
+/// `ssh-keygen`: `RAMPART_SSH_KEYGEN` (set by `cargo xtask test`), else Debian's.
+fn ssh_keygen() -> PathBuf {
+    let path = std::env::var_os("RAMPART_SSH_KEYGEN")
+        .map_or_else(|| PathBuf::from("/usr/bin/ssh-keygen"), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "ssh-keygen not found at {} (set RAMPART_SSH_KEYGEN, or install the Debian package \
+         `openssh-client`; `cargo xtask test` does both)",
+        path.display()
+    );
+    path
+}
+
+fn run_keygen(args: &[&str]) -> Output {
+    let out = Command::new(ssh_keygen())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?}: {}",
+        stderr(&out)
+    );
+    out
+}
+
+/// A key pair made by `ssh-keygen -t TYPE` in the ramp's directory.
+struct Key {
+    private: PathBuf,
+    public: String,
+}
+
+impl Key {
+    fn new(ramp: &Ramp, name: &str, kind: &[&str]) -> Key {
+        let private = ramp.dir.join(name);
+        let path = private.to_str().unwrap();
+        let mut args = vec!["-q", "-N", "", "-C", name, "-f", path];
+        args.extend(kind);
+        run_keygen(&args);
+        let public = std::fs::read_to_string(format!("{path}.pub")).unwrap();
+        Key {
+            private,
+            public: public.trim().to_owned(),
+        }
+    }
+
+    /// `ssh-keygen -Y sign -n NAMESPACE` of `file`; returns the signature's path (one
+    /// per file, key and namespace).
+    fn sign(&self, namespace: &str, file: &Path) -> PathBuf {
+        let signature = PathBuf::from(format!("{}.sig", file.display()));
+        let _ = std::fs::remove_file(&signature);
+        run_keygen(&[
+            "-Y",
+            "sign",
+            "-f",
+            self.private.to_str().unwrap(),
+            "-n",
+            namespace,
+            file.to_str().unwrap(),
+        ]);
+        let kept = PathBuf::from(format!(
+            "{}.{}.{namespace}.sig",
+            file.display(),
+            self.private.file_name().unwrap().to_str().unwrap()
+        ));
+        std::fs::rename(&signature, &kept).unwrap();
+        kept
+    }
+
+    /// The SHA-256 fingerprint as `ssh-keygen -l` prints it.
+    fn fingerprint(&self) -> String {
+        let out = run_keygen(&[
+            "-l",
+            "-E",
+            "sha256",
+            "-f",
+            &format!("{}.pub", self.private.display()),
+        ]);
+        stdout(&out).split_whitespace().nth(1).unwrap().to_owned()
+    }
+}
+
+impl Ramp {
+    /// A ramp whose plan requires approvals signed by a key in `allowed_signers`.
+    fn signed(name: &str) -> Ramp {
+        Ramp::new(name, |p| {
+            p["approval"]["allowed_signers"] = json!("allowed_signers");
+        })
+    }
+
+    fn allow(&self, lines: &[String]) {
+        std::fs::write(self.dir.join("allowed_signers"), lines.join("\n") + "\n").unwrap();
+    }
+
+    /// `ramp statement --out FILE`; returns FILE.
+    fn statement(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        let out = self.ok(&["ramp", "statement", "--out", path.to_str().unwrap()]);
+        assert_eq!(out["out"], path.to_str().unwrap());
+        path
+    }
+
+    fn approve_signed(&self, statement: &Path, signature: &Path) -> (i32, Value) {
+        self.json(&[
+            "ramp",
+            "approve",
+            "--statement",
+            statement.to_str().unwrap(),
+            "--signature",
+            signature.to_str().unwrap(),
+            "--reason",
+            "reviewed",
+        ])
+    }
+
+    /// The state file, the audit log and the ECDS file, byte for byte.
+    fn files(&self) -> [Vec<u8>; 3] {
+        [
+            "plan.json.state.json",
+            "plan.json.audit.jsonl",
+            "ecds/rampart.ecds.json",
+        ]
+        .map(|f| std::fs::read(self.dir.join(f)).unwrap())
+    }
+}
+
+/// The live snapshot with `currency` as the checkout currency.
+fn live_with(currency: &str) -> String {
+    LOCKED_LIVE.replace("EUR", currency)
+}
+
+#[test]
+fn signed_approvals_by_ed25519_ecdsa_and_rsa_keys_relock_and_audit_verify_rechecks_them() {
+    let ramp = Ramp::signed("signed");
+    let keys = [
+        (
+            "alice@example.com",
+            Key::new(&ramp, "alice", &["-t", "ed25519"]),
+        ),
+        (
+            "bob@example.com",
+            Key::new(&ramp, "bob", &["-t", "ecdsa", "-b", "256"]),
+        ),
+        (
+            "carol@example.com",
+            Key::new(&ramp, "carol", &["-t", "rsa", "-b", "3072"]),
+        ),
+        (
+            "dave@example.com",
+            Key::new(&ramp, "dave", &["-t", "ecdsa", "-b", "384"]),
+        ),
+    ];
+    ramp.allow(
+        &keys
+            .iter()
+            .map(|(who, key)| format!("{who} namespaces=\"rampart-approval\" {}", key.public))
+            .collect::<Vec<_>>(),
+    );
+    ramp.ok(&["ramp", "start"]);
+    for (round, (currency, (principal, key))) in
+        ["USD", "GBP", "JPY", "CHF"].iter().zip(&keys).enumerate()
+    {
+        let live = live_with(currency);
+        ramp.set_live(&live);
+        let head = ramp.state()["audit"].clone();
+        let statement = ramp.statement(&format!("approval-{round}.json"));
+        let text = std::fs::read_to_string(&statement).unwrap();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["extends"], head, "{text}");
+        assert_eq!(parsed["new"], digest(&live));
+        assert_eq!(parsed["contract"], "checkout-v2");
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text:?}"
+        );
+        // Printed to stdout, the statement is the same apart from its time.
+        let printed = stdout(&ramp.run(&["ramp", "statement"]));
+        let mut printed: Value = serde_json::from_str(&printed).unwrap();
+        printed["time"] = parsed["time"].clone();
+        assert_eq!(printed, parsed);
+
+        let signature = key.sign("rampart-approval", &statement);
+        let (code, approved) = ramp.approve_signed(&statement, &signature);
+        assert_eq!(code, 0, "{approved}");
+        assert_eq!(approved["approved_by"], *principal);
+        assert_eq!(approved["key"], key.fingerprint());
+        assert_eq!(approved["state"]["lock"], digest(&live));
+        assert_eq!(ramp.published()["lock"]["digest"], digest(&live));
+        let record = ramp.records().last().unwrap().clone();
+        assert_eq!(record["actor"], *principal);
+        let signed = &record["details"]["signature"];
+        assert_eq!(signed["principal"], *principal);
+        assert_eq!(signed["key"], key.fingerprint());
+        assert_eq!(signed["namespace"], "rampart-approval");
+        assert_eq!(signed["statement"], text);
+        assert_eq!(
+            signed["armored"],
+            std::fs::read_to_string(&signature).unwrap()
+        );
+        // The statement is spent: the head moved on.
+        let (code, again) = ramp.approve_signed(&statement, &signature);
+        assert_eq!(code, 3, "nothing left to approve: {again}");
+    }
+    let (code, report) = ramp.verify();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["signatures_checked"], true);
+    let signed: Vec<&str> = report["signed_approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["principal"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        signed,
+        [
+            "alice@example.com",
+            "bob@example.com",
+            "carol@example.com",
+            "dave@example.com"
+        ]
+    );
+    let text = stdout(&ramp.run(&["audit", "verify"]));
+    assert!(text.contains("4 signed approval(s) verified"), "{text}");
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["approvals"]["signed"], true);
+    assert_eq!(status["approvals"]["verified"], 4);
+    assert_eq!(status["audit"]["ok"], true);
+}
+
+/// Rewrites `statement` (JSON text) with `time`, in the canonical form.
+fn restamped(statement: &str, time: u64) -> Vec<u8> {
+    let mut value: Value = serde_json::from_str(statement).unwrap();
+    value["time"] = json!(rampart_cli::time::rfc3339(time));
+    let mut bytes = Json::parse(value.to_string().as_bytes(), 16)
+        .unwrap()
+        .to_canonical();
+    bytes.push(b'\n');
+    bytes
+}
+
+#[test]
+fn forged_replayed_expired_misplaced_and_unlisted_signatures_are_refused_and_nothing_is_written() {
+    let ramp = Ramp::signed("signed-refusals");
+    let alice = Key::new(&ramp, "alice", &["-t", "ed25519"]);
+    let bob = Key::new(&ramp, "bob", &["-t", "ecdsa", "-b", "256"]);
+    let mallory = Key::new(&ramp, "mallory", &["-t", "ed25519"]);
+    ramp.allow(&[
+        format!(
+            "alice@example.com namespaces=\"rampart-approval\" {}",
+            alice.public
+        ),
+        format!("bob@example.com namespaces=\"git\" {}", bob.public),
+    ]);
+    ramp.ok(&["ramp", "start"]);
+    ramp.set_live(DRIFTED_LIVE);
+    let statement = ramp.statement("approval.json");
+    let text = std::fs::read_to_string(&statement).unwrap();
+    let good = alice.sign("rampart-approval", &statement);
+    let before = ramp.files();
+    let refused = |statement: &Path, signature: &Path, code: i32, needle: &str| {
+        let (got, out) = ramp.approve_signed(statement, signature);
+        assert_eq!(got, code, "{needle}: {out}");
+        let message = out["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{needle}: {message}");
+        assert_eq!(ramp.files(), before, "{needle}: nothing may be written");
+    };
+    // Forged: a valid signature by a key nobody listed.
+    refused(
+        &statement,
+        &mallory.sign("rampart-approval", &statement),
+        1,
+        "is not listed in allowed_signers",
+    );
+    // A listed key, but only for git signatures.
+    refused(
+        &statement,
+        &bob.sign("rampart-approval", &statement),
+        1,
+        "only for the namespaces \"git\"",
+    );
+    // A listed key signing in another namespace.
+    refused(
+        &statement,
+        &alice.sign("git", &statement),
+        1,
+        "namespace `git`, not `rampart-approval`",
+    );
+    // The statement changed after it was signed (one second earlier: still fresh).
+    let made: Value = serde_json::from_str(&text).unwrap();
+    let made = rampart_cli::time::parse_rfc3339(made["time"].as_str().unwrap()).unwrap();
+    let altered = ramp.dir.join("altered.json");
+    std::fs::write(&altered, restamped(&text, made - 1)).unwrap();
+    let now = rampart_cli::time::now_unix();
+    refused(&altered, &good, 1, "does not verify over the statement");
+    // Signed, but expired or from the future.
+    let expired = ramp.dir.join("expired.json");
+    std::fs::write(&expired, restamped(&text, now - 16 * 60)).unwrap();
+    refused(
+        &expired,
+        &alice.sign("rampart-approval", &expired),
+        1,
+        "expired",
+    );
+    let ahead = ramp.dir.join("ahead.json");
+    std::fs::write(&ahead, restamped(&text, now + 10 * 60)).unwrap();
+    refused(
+        &ahead,
+        &alice.sign("rampart-approval", &ahead),
+        1,
+        "ahead of this machine's clock",
+    );
+    // Not a signature at all; a file that is not there.
+    let junk = ramp.dir.join("junk.sig");
+    std::fs::write(
+        &junk,
+        "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+    )
+    .unwrap();
+    refused(&statement, &junk, 1, "not an SSH signature");
+    refused(&statement, &ramp.dir.join("missing.sig"), 2, "missing.sig");
+    // A signed plan takes no name instead of a signature.
+    let (code, out) = ramp.json(&[
+        "ramp",
+        "approve",
+        "--by",
+        "alice@example.com",
+        "--reason",
+        "r",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("requires signed approvals"),
+        "{out}"
+    );
+    assert_eq!(ramp.files(), before);
+
+    // Replayed for another delta: the live config moved on after the signature.
+    ramp.set_live(&live_with("GBP"));
+    refused(&statement, &good, 1, "has new");
+    ramp.set_live(DRIFTED_LIVE);
+    // Replayed after another record: the statement extends an older head.
+    ramp.ok(&["ramp", "pause"]);
+    ramp.ok(&["ramp", "resume"]);
+    let (code, out) = ramp.approve_signed(&statement, &good);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("extends audit record seq 1"),
+        "{out}"
+    );
+    assert_eq!(ramp.records().len(), 3);
+
+    // A fresh statement signed by alice goes through.
+    let fresh = ramp.statement("fresh.json");
+    let (code, out) = ramp.approve_signed(&fresh, &alice.sign("rampart-approval", &fresh));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(ramp.verify().0, 0);
+}
+
+/// Recomputes the hash chain of `lines` from `from` on and points the state's head at
+/// the new last record: what someone with write access to both files could do.
+fn rechain(ramp: &Ramp, lines: &mut [String], from: usize) {
+    let mut prev = match from {
+        0 => format!("sha256:{}", "0".repeat(64)),
+        i => serde_json::from_str::<Value>(&lines[i - 1]).unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    };
+    let mut last = Value::Null;
+    for line in lines.iter_mut().skip(from) {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        record["prev"] = json!(prev);
+        record.as_object_mut().unwrap().remove("hash");
+        prev = rampart_hash(&record);
+        record["hash"] = json!(prev);
+        *line = record.to_string();
+        last = record;
+    }
+    write_lines(ramp, lines);
+    let mut state = ramp.state();
+    state["audit"]["hash"] = json!(prev);
+    state["last_record"] = last;
+    std::fs::write(ramp.dir.join("plan.json.state.json"), state.to_string()).unwrap();
+}
+
+#[test]
+fn audit_verify_refuses_an_edited_signed_approval_even_with_the_chain_and_state_rewritten() {
+    let ramp = Ramp::signed("signed-tamper");
+    let alice = Key::new(&ramp, "alice", &["-t", "ed25519"]);
+    let mallory = Key::new(&ramp, "mallory", &["-t", "ed25519"]);
+    ramp.allow(&[format!("alice@example.com {}", alice.public)]);
+    ramp.ok(&["ramp", "start"]);
+    ramp.set_live(DRIFTED_LIVE);
+    let statement = ramp.statement("approval.json");
+    let (code, out) = ramp.approve_signed(&statement, &alice.sign("rampart-approval", &statement));
+    assert_eq!(code, 0, "{out}");
+    ramp.ok(&["ramp", "advance"]);
+    let original = lines_of(&ramp);
+    let state = std::fs::read(ramp.dir.join("plan.json.state.json")).unwrap();
+    assert_eq!(ramp.verify().0, 0);
+    let forged = std::fs::read_to_string(mallory.sign("rampart-approval", &statement)).unwrap();
+    let edits: Vec<(&str, PlanEdit)> = vec![
+        (
+            "actor",
+            Box::new(|r| r["actor"] = json!("mallory@example.com")),
+        ),
+        (
+            "principal",
+            Box::new(|r| r["details"]["signature"]["principal"] = json!("mallory@example.com")),
+        ),
+        (
+            "new digest",
+            Box::new(|r| r["details"]["new"] = json!(digest(&live_with("GBP")))),
+        ),
+        (
+            "signature",
+            Box::new(move |r| r["details"]["signature"]["armored"] = json!(forged)),
+        ),
+        (
+            "unsigned",
+            Box::new(|r| {
+                r["details"].as_object_mut().unwrap().remove("signature");
+            }),
+        ),
+    ];
+    for (what, edit) in &edits {
+        let mut lines = original.clone();
+        let mut record: Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!(record["action"], "approve");
+        edit(&mut record);
+        lines[1] = record.to_string();
+        rechain(&ramp, &mut lines, 1);
+        // The chain alone (no plan, so no allowed_signers) cannot tell.
+        let chain_only = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(["audit", "verify", "--json", "--audit"])
+            .arg(ramp.audit_path())
+            .arg("--state")
+            .arg(ramp.dir.join("plan.json.state.json"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            chain_only.status.code(),
+            Some(0),
+            "{what}: {}",
+            stdout(&chain_only)
+        );
+        // The plan's allowed_signers do.
+        let (code, report) = ramp.verify();
+        assert_eq!(code, 1, "{what}: {report}");
+        assert_eq!(report["first_bad"]["kind"], "signature", "{what}: {report}");
+        assert_eq!(report["first_bad"]["line"], 2, "{what}: {report}");
+        assert_eq!(ramp.ok(&["ramp", "status"])["audit"]["ok"], false, "{what}");
+        write_lines(&ramp, &original);
+        std::fs::write(ramp.dir.join("plan.json.state.json"), &state).unwrap();
+    }
+    assert_eq!(ramp.verify().0, 0);
+    // Approvals are checked against the allowed_signers file as it is now.
+    ramp.allow(&[format!("bob@example.com {}", mallory.public)]);
+    let (code, report) = ramp.verify();
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["first_bad"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not listed"),
+        "{report}"
+    );
+}
+
+#[test]
+fn without_allowed_signers_approvals_stay_by_name_and_status_says_unsigned() {
+    let ramp = Ramp::new("unsigned", |_| {});
+    ramp.ok(&["ramp", "start"]);
+    let status = ramp.ok(&["ramp", "status"]);
+    assert_eq!(status["approvals"], json!({ "signed": false }));
+    let text = stdout(&ramp.run(&["ramp", "status"]));
+    assert!(text.contains("approvals: UNSIGNED"), "{text}");
+    ramp.set_live(DRIFTED_LIVE);
+    let before = ramp.files();
+    let statement = ramp.statement("approval.json");
+    let (code, out) = ramp.approve_signed(&statement, &statement);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("names no approval.allowed_signers"),
+        "{out}"
+    );
+    let (code, out) = ramp.json(&["ramp", "approve", "--reason", "r"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("--by NAME is required"),
+        "{out}"
+    );
+    assert_eq!(ramp.files(), before);
+    let approved = ramp.ok(&["ramp", "approve", "--by", "alice", "--reason", "r"]);
+    assert_eq!(
+        (
+            approved["approved_by"].as_str(),
+            approved["signed"].as_bool()
+        ),
+        (Some("alice"), Some(false))
+    );
+    let record = ramp.records().last().unwrap().clone();
+    assert_eq!(record["actor"], "alice");
+    assert_eq!(record["details"].get("signature"), None);
+    let (code, report) = ramp.verify();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["signatures_checked"], false);
+    // Nothing left to approve: no statement either.
+    assert_eq!(ramp.json(&["ramp", "statement"]).0, 3);
+}
+
+#[test]
+fn a_missing_or_malformed_allowed_signers_file_is_named_and_does_not_stop_a_revert() {
+    let ramp = Ramp::signed("signers-file");
+    let alice = Key::new(&ramp, "alice", &["-t", "ed25519"]);
+    ramp.ok(&["ramp", "start"]);
+    ramp.set_live(DRIFTED_LIVE);
+    let statement = ramp.statement("approval.json");
+    let signature = alice.sign("rampart-approval", &statement);
+    let before = ramp.files();
+    let (code, out) = ramp.approve_signed(&statement, &signature);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out["message"].as_str().unwrap().contains("allowed_signers"),
+        "{out}"
+    );
+    let status = ramp.ok(&["ramp", "status"]);
+    assert!(
+        status["approvals"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_signers"),
+        "{status}"
+    );
+    ramp.allow(&[
+        format!("alice@example.com {}", alice.public),
+        "bob@example.com cert-authority ssh-ed25519 AAAA".into(),
+    ]);
+    let (code, out) = ramp.approve_signed(&statement, &signature);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2: cert-authority"),
+        "{out}"
+    );
+    assert_eq!(ramp.files(), before);
+    ramp.ok(&["ramp", "revert", "--reason", "signers broken"]);
+    let plan = std::fs::read_to_string(ramp.dir.join("plan.json")).unwrap();
+    let mut plan: Value = serde_json::from_str(&plan).unwrap();
+    plan["approval"]["allowed_signers"] = json!(42);
+    std::fs::write(ramp.dir.join("plan.json"), plan.to_string()).unwrap();
+    let out = ramp.run(&["ramp", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("approval.allowed_signers: must be a non-empty string"),
+        "{}",
+        stderr(&out)
+    );
 }

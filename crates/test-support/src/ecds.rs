@@ -121,6 +121,9 @@ pub struct EcdsEnvoy {
     pub envoy: Envoy,
     /// The watched ECDS file.
     pub file: EcdsFile,
+    /// The bootstrap and flags it was started with, to start it again.
+    bootstrap: String,
+    args: Vec<String>,
 }
 
 impl EcdsEnvoy {
@@ -141,9 +144,27 @@ impl EcdsEnvoy {
         let file = EcdsFile::new(contract);
         let mut value = file.bootstrap_value(bootstrap);
         adjust(&mut value);
-        let envoy = Envoy::start_with(&value.to_string(), extra_args, None);
+        let bootstrap = value.to_string();
+        let envoy = Envoy::start_with(&bootstrap, extra_args, None);
         wait_for_update(&envoy, 1);
-        Self { envoy, file }
+        let args = extra_args.iter().map(|&a| a.to_owned()).collect();
+        Self {
+            envoy,
+            file,
+            bootstrap,
+            args,
+        }
+    }
+
+    /// Restarts Envoy: a new process from the same bootstrap and flags, on free ports
+    /// (admin included), then the old one is stopped. Like a restarted Envoy in
+    /// production it starts with an empty memory (counters, shared data) and the ECDS
+    /// file's current contract, which is its first (and only) update.
+    pub fn restart(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let envoy = Envoy::start_with(&self.bootstrap, &args, None);
+        wait_for_update(&envoy, 1);
+        self.envoy = envoy;
     }
 
     /// Publishes `contract` (JSON text) as the next version.

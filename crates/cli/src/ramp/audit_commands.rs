@@ -1,20 +1,27 @@
-//! `rampart audit verify|show`: check and list a ramp's hash-chained audit log.
+//! `rampart audit verify|show`: check and list a ramp's hash-chained audit log, and
+//! check every signed approval in it against the plan's `allowed_signers`.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::approval::{self, AllowedSigners, LogCheck};
 use crate::args::{AuditCommand, AuditSource};
 use crate::audit;
 use crate::plan::RampPlan;
 use crate::state::State;
 use crate::{Failure, Outcome};
 
-/// The log to read, and the state file whose head it must end at, if any.
-fn paths(
-    source: &AuditSource,
-    state: Option<&PathBuf>,
-) -> Result<(PathBuf, Option<PathBuf>), Failure> {
+/// Where `audit` reads: the log, the state file whose head it must end at, and the
+/// `allowed_signers` file approvals are checked against, if any.
+struct Paths {
+    audit: PathBuf,
+    state: Option<PathBuf>,
+    signers: Option<PathBuf>,
+}
+
+/// The files `source` (and `--state`) name.
+fn paths(source: &AuditSource, state: Option<&PathBuf>) -> Result<Paths, Failure> {
     let plan = match &source.plan {
         Some(p) => Some(RampPlan::load(p)?),
         None => None,
@@ -25,8 +32,13 @@ fn paths(
         // clap's argument group requires one of the two.
         (None, None) => return Err(Failure::Usage("give --plan PLAN or --audit FILE".into())),
     };
-    let state_path = state.cloned().or_else(|| plan.map(|p| p.state_path));
-    Ok((audit_path, state_path))
+    Ok(Paths {
+        audit: audit_path,
+        state: state
+            .cloned()
+            .or_else(|| plan.as_ref().map(|p| p.state_path.clone())),
+        signers: plan.and_then(|p| p.allowed_signers),
+    })
 }
 
 /// The log's bytes. With a state to compare against, a missing log is a log with
@@ -57,37 +69,58 @@ pub fn run(command: &AuditCommand) -> Outcome {
 }
 
 fn verify(source: &AuditSource, state: Option<&PathBuf>, json_out: bool) -> Outcome {
-    let (audit_path, state_path) = paths(source, state)?;
-    let bytes = read(&audit_path, state_path.as_ref())?;
-    let state = match &state_path {
+    let paths = paths(source, state)?;
+    let audit_path = &paths.audit;
+    let bytes = read(audit_path, paths.state.as_ref())?;
+    let state = match &paths.state {
         Some(p) => State::load(p)?,
         None => None,
     };
     let report = audit::verify(&bytes, state.as_ref().map(|s| (&s.audit, &s.last_record)));
+    let signers = match &paths.signers {
+        Some(p) => Some(AllowedSigners::load(p)?),
+        None => None,
+    };
+    let approvals = signers
+        .as_ref()
+        .map(|s| approval::check_log(&report.records, s));
+    // The earliest bad line: a refused approval lies inside the verified chain.
+    let finding = match (
+        report.finding.clone(),
+        approvals.as_ref().and_then(|a| a.finding.clone()),
+    ) {
+        (Some(chain), Some(signature)) if signature.line < chain.line => Some(signature),
+        (chain, signature) => chain.or(signature),
+    };
     if json_out {
         let value = json!({
-            "ok": report.finding.is_none(),
+            "ok": finding.is_none(),
             "command": "audit verify",
             "records": report.records.len(),
             "head": report.head(),
             "state_checked": state.is_some(),
-            "first_bad": report.finding.as_ref().map(|f| json!({
+            "signatures_checked": approvals.is_some(),
+            "signed_approvals": approvals.as_ref().map(|a| a.verified.iter().map(|(seq, signer)| json!({
+                "seq": seq, "principal": signer.principal, "key": signer.key,
+            })).collect::<Vec<_>>()),
+            "first_bad": finding.as_ref().map(|f| json!({
                 "line": f.line, "seq": f.seq, "kind": f.kind, "message": f.message, "repairable": f.repairable,
             })),
         });
         println!("{value}");
     }
-    match report.finding {
+    match finding {
         None => {
             if !json_out {
                 println!(
-                    "ok: {} record(s), chain intact{}",
+                    "ok: {} record(s), chain intact{}{}",
                     report.records.len(),
                     if state.is_some() {
                         ", ends at the state's head"
                     } else {
                         " (no state file given: a deleted last record cannot be detected)"
-                    }
+                    },
+                    approvals_summary(approvals.as_ref(), &report.records)
                 );
             }
             Ok(())
@@ -101,9 +134,26 @@ fn verify(source: &AuditSource, state: Option<&PathBuf>, json_out: bool) -> Outc
     }
 }
 
+/// What `audit verify` says about approvals after an intact chain.
+fn approvals_summary(approvals: Option<&LogCheck>, records: &[Value]) -> String {
+    match approvals {
+        Some(check) => format!(
+            "; {} signed approval(s) verified against allowed_signers",
+            check.verified.len()
+        ),
+        None => match approval::signed_count(records) {
+            0 => String::new(),
+            n => format!(
+                "; {n} signed approval(s) not checked (no plan naming approval.allowed_signers)"
+            ),
+        },
+    }
+}
+
 fn show(source: &AuditSource, json_out: bool) -> Outcome {
-    let (audit_path, state_path) = paths(source, None)?;
-    let bytes = read(&audit_path, state_path.as_ref())?;
+    let paths = paths(source, None)?;
+    let audit_path = &paths.audit;
+    let bytes = read(audit_path, paths.state.as_ref())?;
     let report = audit::verify(&bytes, None);
     for record in &report.records {
         if json_out {
@@ -146,6 +196,9 @@ fn summary(details: &Value) -> String {
     if let (Some(old), Some(new)) = (details["old"].as_str(), details["new"].as_str()) {
         parts.push(format!("{old} -> {new}"));
     }
+    if let Some(key) = details["signature"]["key"].as_str() {
+        parts.push(format!("signed with {key}"));
+    }
     if let Some(reason) = details["reason"].as_str() {
         parts.push(format!("reason: {reason}"));
     }
@@ -161,11 +214,38 @@ mod tests {
         let details = json!({
             "status": "blocked", "step": 2, "percent": 5.0, "gate": "config",
             "old": "sha256:a", "new": "sha256:b", "reason": "r",
+            "signature": { "key": "SHA256:k" },
         });
         assert_eq!(
             summary(&details),
-            "blocked step 2 at 5%; gate config; sha256:a -> sha256:b; reason: r"
+            "blocked step 2 at 5%; gate config; sha256:a -> sha256:b; signed with SHA256:k; reason: r"
         );
         assert_eq!(summary(&json!({})), "");
+    }
+
+    #[test]
+    fn the_verify_line_counts_checked_and_unchecked_signed_approvals() {
+        let signed = json!({ "action": "approve", "details": { "signature": {} } });
+        let unsigned = json!({ "action": "approve", "details": {} });
+        let records = [signed.clone(), unsigned, signed];
+        let checked = LogCheck {
+            verified: vec![(
+                1,
+                approval::Verified {
+                    principal: "alice".into(),
+                    key: "SHA256:k".into(),
+                },
+            )],
+            finding: None,
+        };
+        assert_eq!(
+            approvals_summary(Some(&checked), &records),
+            "; 1 signed approval(s) verified against allowed_signers"
+        );
+        assert_eq!(
+            approvals_summary(None, &records),
+            "; 2 signed approval(s) not checked (no plan naming approval.allowed_signers)"
+        );
+        assert_eq!(approvals_summary(None, &records[1..2]), "");
     }
 }

@@ -12,7 +12,7 @@
 use crate::delta::Delta;
 use crate::metrics::{Counters, Reading};
 use crate::plan::{Gates, OnMismatch};
-use crate::state::State;
+use crate::state::{Block, State};
 
 /// The drift gate's view of the current window: the counters since the step began.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,6 +136,17 @@ pub fn evaluate(
     }
 }
 
+/// The block the drift gate puts on `state` at drift ratio `ratio`, recorded as its
+/// next audit record.
+pub fn drift_block(state: &State, ratio: f64) -> Block {
+    Block {
+        reason: "drift".into(),
+        live_digest: None,
+        drift_ratio: Some(ratio),
+        seq: state.audit.seq + 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -172,6 +183,7 @@ mod tests {
             contract: "checkout-v2".into(),
             status: Status::Running,
             blocked: None,
+            durable_pause: false,
             step,
             steps: STEPS.len(),
             percent: STEPS[step - 1],
@@ -345,6 +357,20 @@ mod tests {
         assert!(
             matches!(verdict, Verdict::Wait(Wait::MinRequests(w)) if w.since.requests == 40),
             "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn the_drift_block_names_the_ratio_and_the_next_record() {
+        let block = drift_block(&state(2), 0.25);
+        assert_eq!(
+            block,
+            Block {
+                reason: "drift".into(),
+                live_digest: None,
+                drift_ratio: Some(0.25),
+                seq: 2,
+            }
         );
     }
 

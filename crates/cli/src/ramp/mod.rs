@@ -1,20 +1,25 @@
-//! The ramp commands: start, status, advance, pause, resume, revert, diff, approve.
+//! The ramp commands: start, status, advance, pause, resume, revert, diff, statement,
+//! approve.
 //!
 //! Each command reads what it needs ([`store`]), decides, then records the change
 //! through [`store::Ctx::commit`] and answers ([`output`]). `advance` leaves the
-//! decision to [`gates::evaluate`], a pure function tested on its own.
+//! decision to [`gates::evaluate`], a pure function tested on its own; [`durable`]
+//! decides when the data plane's drift pause is made durable; [`approve`] holds the
+//! approval commands.
 
+pub mod approve;
 pub mod audit_commands;
+pub mod durable;
 pub mod gates;
 pub mod output;
 pub mod store;
 
 use serde_json::{json, Value};
 
-use crate::args::{ApproveArgs, ChangeArgs, RampCommand};
+use crate::args::{ChangeArgs, RampCommand};
 use crate::audit;
 use crate::delta::Delta;
-use crate::plan::AfterApproval;
+use crate::metrics::Reading;
 use crate::state::{Block, ChangeLock, State, Status, STATE_VERSION};
 use crate::time::{now_unix, rfc3339};
 use crate::{Failure, Outcome};
@@ -34,10 +39,11 @@ pub fn run(command: &RampCommand) -> Outcome {
         | RampCommand::Resume(args)
         | RampCommand::Revert(args) => (&args.plan, args.change.clone()),
         RampCommand::Status { plan } | RampCommand::Diff { plan } => (plan, no_change),
+        RampCommand::Statement(args) => (&args.plan, no_change),
         RampCommand::Approve(args) => (
             &args.plan,
             ChangeArgs {
-                by: Some(args.by.clone()),
+                by: args.by.clone(),
                 reason: Some(args.reason.clone()),
             },
         ),
@@ -51,7 +57,8 @@ pub fn run(command: &RampCommand) -> Outcome {
         RampCommand::Resume(_) => resume(&ctx),
         RampCommand::Revert(_) => revert(&ctx),
         RampCommand::Diff { .. } => diff(&ctx),
-        RampCommand::Approve(args) => approve(&ctx, args),
+        RampCommand::Statement(args) => approve::statement(&ctx, args),
+        RampCommand::Approve(args) => approve::approve(&ctx, args),
     };
     match result {
         Err(failure) if !ctx.printed.get() => Err(json_failure(ctx.json, name, failure)),
@@ -113,6 +120,7 @@ fn start(ctx: &Ctx) -> Outcome {
         contract: plan.name.clone(),
         status: Status::Running,
         blocked: None,
+        durable_pause: false,
         step: 1,
         steps: plan.steps.len(),
         percent: plan.steps[0],
@@ -156,6 +164,12 @@ fn status(ctx: &Ctx) -> Outcome {
         ))
     })?;
     let gates = ctx.plan.gates;
+    let metrics = ctx.read_metrics();
+    // The one change status makes: a drift pause it sees becomes durable.
+    let (state, made_durable) = match &metrics {
+        Ok(Some(reading)) => hold_drift_pause(ctx, state, reading)?,
+        _ => (state, None),
+    };
     let mut lines = vec![state_line(&state)];
     let mut out = json!({ "ok": true, "command": "status", "state": state_json(&state) });
 
@@ -179,7 +193,7 @@ fn status(ctx: &Ctx) -> Outcome {
         }
         Err(_) => {}
     }
-    match ctx.read_metrics() {
+    match metrics {
         Ok(None) => {
             out["metrics"] = Value::Null;
             lines.push("  drift: no metrics source (the drift gate is off)".into());
@@ -200,7 +214,7 @@ fn status(ctx: &Ctx) -> Outcome {
                     "  drift pause: ON in the data plane (everyone on stable until a new lock)"
                         .into(),
                 ),
-                Some(false) => lines.push("  drift pause: off".into()),
+                Some(false) => lines.push("  drift pause: off in the data plane".into()),
                 None => {}
             }
         }
@@ -209,6 +223,18 @@ fn status(ctx: &Ctx) -> Outcome {
             lines.push(format!("  drift: cannot read metrics: {e}"));
         }
         Err(_) => {}
+    }
+    out["durable_pause_seq"] = json!(made_durable);
+    if let Some(seq) = made_durable {
+        lines.push(format!(
+            "  drift pause: made durable now (audit seq {seq}): the published contract is paused"
+        ));
+    }
+    if state.durable_pause {
+        lines.push(
+            "  drift pause: durable: everyone on stable, also after an Envoy restart, until `rampart ramp approve` or `resume`"
+                .into(),
+        );
     }
     let elapsed = now_unix().saturating_sub(state.step_started_unix);
     out["bake"] = json!({ "elapsed_seconds": elapsed, "bake_seconds": gates.bake_seconds });
@@ -219,12 +245,16 @@ fn status(ctx: &Ctx) -> Outcome {
     // Crash leftovers, reported here and repaired by the next changing command.
     let log = read_log(&ctx.audit_path)?;
     let report = audit::verify(&log, Some((&state.audit, &state.last_record)));
+    let (approvals, approvals_line, signature_finding) = approve::status_of(ctx, &report.records);
+    out["approvals"] = approvals;
+    lines.push(format!("  approvals: {approvals_line}"));
+    let finding = report.finding.or(signature_finding);
     out["audit"] = json!({
         "records": report.records.len(),
-        "ok": report.finding.is_none(),
-        "problem": report.finding.as_ref().map(|f| f.message.clone()),
+        "ok": finding.is_none(),
+        "problem": finding.as_ref().map(|f| f.message.clone()),
     });
-    if let Some(f) = &report.finding {
+    if let Some(f) = &finding {
         lines.push(format!("  audit: {}", f.message));
     }
     let published = ctx
@@ -240,6 +270,33 @@ fn status(ctx: &Ctx) -> Outcome {
     }
     ctx.emit(&out, &lines.join("\n"));
     Ok(())
+}
+
+/// Makes the data plane's drift pause durable ([`durable`]) when `reading` shows it
+/// and `state` does not hold it yet: under the change lock, on the state as it is then.
+/// Returns the state after, and the audit seq when this call recorded the pause.
+fn hold_drift_pause(
+    ctx: &Ctx,
+    state: State,
+    reading: &Reading,
+) -> Result<(State, Option<u64>), Failure> {
+    if !durable::needed(&state, reading.drift_paused) {
+        return Ok((state, None));
+    }
+    let (current, _guard) = ctx.started_state()?;
+    if !durable::needed(&current, reading.drift_paused) {
+        return Ok((current, None));
+    }
+    let window = Window::of(&current, reading);
+    let mut next = durable::made_durable(&current, &window);
+    let record = ctx.commit(
+        Some(&current),
+        &mut next,
+        "drift_pause",
+        durable::details(&window),
+        now_unix(),
+    )?;
+    Ok((next, record["seq"].as_u64()))
 }
 
 fn advance(ctx: &Ctx) -> Outcome {
@@ -261,12 +318,13 @@ fn advance(ctx: &Ctx) -> Outcome {
     }
     let live = ctx.read_live()?;
     let delta = Delta::between(&to_json(&state.locked_snapshot), &live);
-    // The counters only matter once the config passes: an unreachable metrics source
-    // must not keep a config block from being recorded.
+    // The counters gate only a config that passes; on a changed config they only say
+    // whether the drift pause is on, and an unreachable metrics source must not keep
+    // the config block from being recorded.
     let reading = if delta.is_empty() {
         ctx.read_metrics()?
     } else {
-        None
+        ctx.read_metrics().ok().flatten()
     };
     let now = now_unix();
     let plan = &ctx.plan;
@@ -280,7 +338,15 @@ fn advance(ctx: &Ctx) -> Outcome {
     );
     match verdict {
         Verdict::Block(BlockReason::Config) | Verdict::Revert => {
-            config_mismatch(ctx, &state, &delta, verdict == Verdict::Revert, now)
+            let drift_paused = reading.and_then(|r| r.drift_paused);
+            config_mismatch(
+                ctx,
+                &state,
+                &delta,
+                verdict == Verdict::Revert,
+                drift_paused,
+                now,
+            )
         }
         Verdict::Block(BlockReason::DriftPaused(window)) => {
             drift_block(ctx, &state, &window, true, now)
@@ -331,9 +397,18 @@ fn advance(ctx: &Ctx) -> Outcome {
     }
 }
 
-/// Gate 1 failed: the live config is not the locked one. Blocks, or reverts.
-fn config_mismatch(ctx: &Ctx, state: &State, delta: &Delta, revert: bool, now: u64) -> Outcome {
+/// Gate 1 failed: the live config is not the locked one. Blocks (making the data
+/// plane's drift pause durable too, if `drift_paused` says it is on), or reverts.
+fn config_mismatch(
+    ctx: &Ctx,
+    state: &State,
+    delta: &Delta,
+    revert: bool,
+    drift_paused: Option<bool>,
+    now: u64,
+) -> Outcome {
     let mut next = state.clone();
+    let mut details = json!({ "gate": "config", "delta": delta.to_json() });
     let action = if revert {
         next.status = Status::Reverted;
         next.percent = 0.0;
@@ -346,9 +421,13 @@ fn config_mismatch(ctx: &Ctx, state: &State, delta: &Delta, revert: bool, now: u
             drift_ratio: None,
             seq: state.audit.seq + 1,
         });
+        if durable::needed(state, drift_paused) {
+            next.durable_pause = true;
+            details["drift_paused"] = json!(true);
+            details["durable_pause"] = json!(true);
+        }
         "block"
     };
-    let details = json!({ "gate": "config", "delta": delta.to_json() });
     let record = ctx.commit(Some(state), &mut next, action, details, now)?;
     let value = json!({
         "ok": false, "command": "advance", "gate": "config", "action": action,
@@ -359,45 +438,50 @@ fn config_mismatch(ctx: &Ctx, state: &State, delta: &Delta, revert: bool, now: u
         &format!("{}\n{}", delta.describe(), state_line(&next)),
     );
     Err(Failure::Invalid(format!(
-        "gate 1: the live config {} is not the locked {}; ramp {} at step {}/{} — `rampart ramp approve --by NAME --reason TEXT` to continue with it",
-        delta.to, delta.from, next.status.as_str(), next.step, next.steps
+        "gate 1: the live config {} is not the locked {}; ramp {} at step {}/{} — {} to continue with it",
+        delta.to,
+        delta.from,
+        next.status.as_str(),
+        next.step,
+        next.steps,
+        approve::how_to_approve(&ctx.plan)
     )))
 }
 
-/// Gate 2 blocked: the data plane's drift pause is on (`paused`), or the drift ratio
-/// is over the limit.
+/// Gate 2 blocked: the data plane's drift pause is on (`paused`: the pause is made
+/// durable), or the drift ratio is over the limit.
 fn drift_block(ctx: &Ctx, state: &State, window: &Window, paused: bool, now: u64) -> Outcome {
     let max_drift_ratio = ctx.plan.gates.max_drift_ratio;
-    let mut next = state.clone();
-    next.status = Status::Blocked;
-    next.blocked = Some(Block {
-        reason: "drift".into(),
-        live_digest: None,
-        drift_ratio: Some(window.ratio),
-        seq: state.audit.seq + 1,
-    });
     let since = window.since;
-    let mut details = json!({
-        "gate": "drift", "requests": since.requests, "drift": since.drift,
-        "missing": since.missing, "drift_ratio": window.ratio,
-    });
     let mut value = json!({
         "ok": false, "command": "advance", "gate": "drift", "action": "block",
         "drift_ratio": window.ratio, "max_drift_ratio": max_drift_ratio,
         "requests": since.requests,
     });
-    if paused {
-        details["drift_paused"] = json!(true);
+    let (mut next, details) = if paused {
         value["drift_paused"] = json!(true);
+        value["durable_pause"] = json!(true);
+        (
+            durable::made_durable(state, window),
+            durable::details(window),
+        )
     } else {
-        details["max_drift_ratio"] = json!(max_drift_ratio);
-    }
+        let mut next = state.clone();
+        next.status = Status::Blocked;
+        next.blocked = Some(gates::drift_block(state, window.ratio));
+        let details = json!({
+            "gate": "drift", "requests": since.requests, "drift": since.drift,
+            "missing": since.missing, "drift_ratio": window.ratio,
+            "max_drift_ratio": max_drift_ratio,
+        });
+        (next, details)
+    };
     let record = ctx.commit(Some(state), &mut next, "block", details, now)?;
     value["state"] = state_json(&next);
     value["audit_seq"] = record["seq"].clone();
     ctx.emit(&value, &state_line(&next));
     Err(Failure::Invalid(if paused {
-        "gate 2: the data plane paused the canary for drift (drift_pause); it holds until a new lock — approve the changed config, or revert".into()
+        "gate 2: the data plane paused the canary for drift (drift_pause); the pause is now durable (the published contract is paused) — approve the changed config, resume after review, or revert".into()
     } else {
         format!(
             "gate 2: drift ratio {:.4} over {} request(s) is above the limit {max_drift_ratio}; ramp blocked — `rampart ramp resume` after review starts a new window",
@@ -479,6 +563,7 @@ fn resume(ctx: &Ctx) -> Outcome {
     next.status = Status::Running;
     next.blocked = None;
     let mut details = json!({ "from": state.status.as_str() });
+    durable::lift(&mut next, &mut details);
     match (
         state.status,
         state.blocked.as_ref().map(|b| b.reason.as_str()),
@@ -525,7 +610,8 @@ fn revert(ctx: &Ctx) -> Outcome {
     let mut next = state.clone();
     next.status = Status::Reverted;
     next.percent = 0.0;
-    let details = json!({ "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent } });
+    let mut details = json!({ "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent } });
+    durable::lift(&mut next, &mut details);
     let record = ctx.commit(Some(&state), &mut next, "revert", details, now_unix())?;
     let value = json!({ "ok": true, "command": "revert", "state": state_json(&next), "audit_seq": record["seq"] });
     ctx.emit(
@@ -562,81 +648,4 @@ fn diff(ctx: &Ctx) -> Outcome {
         "the live config differs from the lock in {} place(s)",
         delta.changes.len()
     )))
-}
-
-fn approve(ctx: &Ctx, args: &ApproveArgs) -> Outcome {
-    let by = &args.by;
-    if args.reason.trim().is_empty() {
-        return Err(Failure::Usage("--reason must say why".into()));
-    }
-    let (state, _guard) = ctx.started_state()?;
-    if !matches!(
-        state.status,
-        Status::Running | Status::Paused | Status::Blocked
-    ) {
-        return Err(Failure::NotAllowed(format!(
-            "the ramp is {}; there is nothing to continue",
-            state.status.as_str()
-        )));
-    }
-    let live = ctx.read_live()?;
-    let old = to_json(&state.locked_snapshot);
-    let delta = Delta::between(&old, &live);
-    if delta.is_empty() {
-        return Err(Failure::NotAllowed(format!(
-            "the live config has the locked digest {}; there is no change to approve",
-            delta.from
-        )));
-    }
-    if let Some(expected) = &args.expect_delta {
-        if *expected != delta.digest() {
-            let value = json!({ "ok": false, "command": "approve", "error": "delta_changed", "delta": delta.to_json() });
-            ctx.emit(&value, &delta.describe());
-            return Err(Failure::Invalid(format!(
-                "the live delta is {}, not the reviewed {expected}: the config changed again; review this delta",
-                delta.digest()
-            )));
-        }
-    }
-    let lock = lock_of(&ctx.plan, &live, "live snapshot")?;
-    let mut next = state.clone();
-    next.lock = lock;
-    next.locked_snapshot = to_value(&live);
-    next.status = Status::Running;
-    next.blocked = None;
-    let after = ctx.plan.after_approval;
-    if after == AfterApproval::Restart {
-        next.step = 1;
-        next.steps = ctx.plan.steps.len();
-        next.percent = ctx.plan.steps[0];
-    }
-    let now = now_unix();
-    new_window(&mut next, ctx.read_metrics()?, now);
-    let details = json!({
-        "approved_by": by,
-        "old": delta.from,
-        "new": delta.to,
-        "delta_digest": delta.digest(),
-        "delta": delta.to_json(),
-        "fields": next.lock.fields,
-        "after_approval": after.as_str(),
-        "from": { "status": state.status.as_str(), "step": state.step, "percent": state.percent },
-    });
-    let record = ctx.commit(Some(&state), &mut next, "approve", details, now)?;
-    let value = json!({
-        "ok": true, "command": "approve", "old": delta.from, "new": delta.to,
-        "delta_digest": delta.digest(), "after_approval": after.as_str(),
-        "state": state_json(&next), "audit_seq": record["seq"],
-    });
-    ctx.emit(
-        &value,
-        &format!(
-            "approved by {by}: {} -> {} (delta {})\n{}",
-            delta.from,
-            delta.to,
-            delta.digest(),
-            state_line(&next)
-        ),
-    );
-    Ok(())
 }

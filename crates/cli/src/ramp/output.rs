@@ -29,6 +29,7 @@ pub fn state_json(state: &State) -> Value {
         "percent": state.percent,
         "lock": state.lock.digest,
         "blocked": state.blocked,
+        "durable_pause": state.durable_pause,
         "step_started": state.step_started,
         "audit_seq": state.audit.seq,
     })

@@ -76,17 +76,22 @@ impl Ctx {
         State::load(&self.state_path)
     }
 
-    /// The state of a started ramp, after finishing what a crash left undone, with
-    /// the lock that keeps other commands from changing it meanwhile.
-    pub fn started_state(&self) -> Result<(State, ChangeLock), Failure> {
-        let guard = ChangeLock::acquire(&self.state_path)?;
-        let state = self.load_state()?.ok_or_else(|| {
+    /// The state of a started ramp, as it is on disk now.
+    pub fn require_state(&self) -> Result<State, Failure> {
+        self.load_state()?.ok_or_else(|| {
             Failure::NotAllowed(format!(
                 "no ramp started ({} does not exist); run `rampart ramp start --plan {}`",
                 self.state_path.display(),
                 self.plan.path.display()
             ))
-        })?;
+        })
+    }
+
+    /// The state of a started ramp, after finishing what a crash left undone, with
+    /// the lock that keeps other commands from changing it meanwhile.
+    pub fn started_state(&self) -> Result<(State, ChangeLock), Failure> {
+        let guard = ChangeLock::acquire(&self.state_path)?;
+        let state = self.require_state()?;
         self.reconcile(&state)?;
         Ok((state, guard))
     }
@@ -148,10 +153,10 @@ impl Ctx {
         state::remove_leftovers(&parent_dir(ecds), &temp_prefix(&file_name(ecds)));
     }
 
-    /// The contract `state` publishes.
+    /// The contract `state` publishes: paused while the drift pause is durable.
     pub fn contract_of(&self, state: &State) -> Result<Value, Failure> {
         self.plan
-            .contract(state.percent, &lock_spec(&state.lock))
+            .contract(state.percent, &lock_spec(&state.lock), state.durable_pause)
             .map_err(Failure::Invalid)
     }
 
@@ -171,10 +176,23 @@ impl Ctx {
             .map_err(|e| Failure::Io(format!("publishing to {}: {e}", p.ecds_path.display())))
     }
 
-    /// Records a change made at `now`: the new state (carrying the audit record), then
-    /// the record, then the publish. Returns the record.
+    /// Records a change made at `now` by this command's actor: the new state (carrying
+    /// the audit record), then the record, then the publish. Returns the record.
     pub fn commit(
         &self,
+        head: Option<&State>,
+        next: &mut State,
+        action: &str,
+        details: Value,
+        now: u64,
+    ) -> Result<Value, Failure> {
+        self.commit_as(&self.actor, head, next, action, details, now)
+    }
+
+    /// [`Ctx::commit`] with another actor (a signed approval's principal).
+    pub fn commit_as(
+        &self,
+        actor: &str,
         head: Option<&State>,
         next: &mut State,
         action: &str,
@@ -194,7 +212,7 @@ impl Ctx {
         let record = audit::new_record(
             head.map(|s| &s.audit),
             &time,
-            &self.actor,
+            actor,
             action,
             &next.contract,
             details,
@@ -204,7 +222,7 @@ impl Ctx {
         next.history.push(HistoryEntry {
             seq: next.audit.seq,
             time,
-            actor: self.actor.clone(),
+            actor: actor.to_owned(),
             action: action.to_owned(),
             status: next.status,
             step: next.step,
