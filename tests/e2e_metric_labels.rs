@@ -8,22 +8,28 @@
 //! - Envoy Gateway: its bootstrap's stats_config with the `jsonPatches` of
 //!   `examples/envoy-gateway/envoyproxy.yaml` applied.
 //! - Rampart's own bootstrap: the stats_config of `examples/envoy-ecds/envoy.yaml`.
+//!
+//! On each platform, `rampart ramp advance` itself, gated by a Prometheus scraping only
+//! that platform's Envoy, passes under a drift limit above the traffic's drift ratio and
+//! blocks under one below it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rampart_test_support as support;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use rampart::metrics::Counter;
 use rampart_cli::metrics::{Counters, MetricsSource};
 use rampart_cli::{drift_pause_query, gate_counter_query, gate_drift_paused_query};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use support::ecds::eventually;
+use support::ecds::{eventually, rampart_cli};
 use support::prometheus::Prometheus;
 use support::{
     example_contract, repo_root, stat_name, tenant_metadata_filter, wasm_filter, Bootstrap, Client,
-    Envoy,
+    Envoy, TempDir,
 };
 
 const CONTRACT: &str = "checkout-v2";
@@ -148,6 +154,59 @@ fn send_traffic(envoy: &Envoy) {
     }
 }
 
+/// A ramp of the example contract as a user runs it (`rampart ramp`, a plan in a scratch
+/// directory, the live config equal to the locked snapshot), its drift gate reading
+/// `prometheus` with the limit `max_drift_ratio`. It publishes to an ECDS file no Envoy
+/// reads: only the gate is under test here.
+struct GatedRamp {
+    _dir: TempDir,
+    plan: PathBuf,
+}
+
+impl GatedRamp {
+    fn start(prometheus: &Prometheus, max_drift_ratio: f64) -> Self {
+        let dir = TempDir::new("gated-ramp");
+        let example = |name: &str| std::fs::read_to_string(repo_root().join("examples").join(name));
+        dir.write("contract.json", &example("contract.json").unwrap());
+        dir.write("snapshot.json", &example("snapshot.json").unwrap());
+        dir.write("live.json", &example("snapshot.json").unwrap());
+        let plan = json!({
+            "contract": "contract.json",
+            "snapshot": "snapshot.json",
+            "live": { "file": "live.json" },
+            "steps": [1, 50, 100],
+            "gates": {
+                "max_drift_ratio": max_drift_ratio,
+                "min_requests": MATCHING + DRIFTED,
+                "bake_seconds": 0,
+                "on_mismatch": "block",
+            },
+            "approval": { "after_approval": "restart" },
+            "publish": {
+                "ecds_path": "rampart.ecds.json",
+                "filter_name": support::ecds::FILTER_NAME,
+                "wasm": support::wasm_path(),
+            },
+            "metrics": { "prometheus": format!("http://{}", prometheus.addr) },
+        });
+        let plan = dir.write("plan.json", &plan.to_string());
+        let ramp = GatedRamp { _dir: dir, plan };
+        let output = ramp.ramp("start");
+        assert_eq!(output.status.code(), Some(0), "start: {output:?}");
+        ramp
+    }
+
+    /// `rampart ramp COMMAND --plan PLAN --json`.
+    fn ramp(&self, command: &str) -> Output {
+        Command::new(rampart_cli())
+            .args(["ramp", command, "--plan"])
+            .arg(&self.plan)
+            .arg("--json")
+            .output()
+            .unwrap()
+    }
+}
+
 #[test]
 fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_bootstraps() {
     let platforms = [
@@ -158,6 +217,19 @@ fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_b
     let envoys: Vec<(&str, Envoy)> = platforms
         .into_iter()
         .map(|(job, stats_config)| (job, start_envoy(stats_config)))
+        .collect();
+    // Per platform, a Prometheus scraping only its Envoy, and two ramps gated by it,
+    // started before any traffic: one whose drift limit the traffic stays under, one
+    // whose limit it exceeds.
+    let drifted_share = DRIFTED as f64 / (MATCHING + DRIFTED) as f64;
+    let gated: Vec<(Prometheus, GatedRamp, GatedRamp)> = envoys
+        .iter()
+        .map(|(job, envoy)| {
+            let alone = Prometheus::start(&[(job, envoy.admin_addr())]);
+            let passes = GatedRamp::start(&alone, drifted_share + 0.05);
+            let blocks = GatedRamp::start(&alone, drifted_share - 0.05);
+            (alone, passes, blocks)
+        })
         .collect();
     for (_, envoy) in &envoys {
         send_traffic(envoy);
@@ -238,8 +310,7 @@ fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_b
     // against a Prometheus scraping only that platform's Envoy: the labelled series give
     // the exact counts, so the drift gate blocks at the example plan's limit and would
     // pass at a limit above the drifted share.
-    for (job, admin) in &jobs {
-        let alone = Prometheus::start(&[(job, *admin)]);
+    for ((job, _), (alone, passes, blocks)) in jobs.iter().zip(&gated) {
         let source = MetricsSource::Prometheus(format!("http://{}", alone.addr));
         for contract in [CONTRACT, TWIN] {
             let mut reading = None;
@@ -264,5 +335,23 @@ fn contract_and_input_are_prometheus_labels_on_istio_envoy_gateway_and_rampart_b
             );
             assert!(ratio <= 0.5, "{job}: passes at 0.5 ({ratio})");
         }
+        // The whole `ramp advance` on this platform's series: the same window of
+        // requests passes one limit and blocks the other.
+        let output = passes.ramp("advance");
+        let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(0), "{job}: advance: {out}");
+        assert_eq!(out["state"]["step"], json!(2), "{job}: {out}");
+        assert_eq!(
+            out["gates"]["requests"],
+            json!(MATCHING + DRIFTED),
+            "{job}: {out}"
+        );
+        assert_eq!(out["gates"]["drift"], json!(DRIFTED), "{job}: {out}");
+        let output = blocks.ramp("advance");
+        let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{job}: advance: {out}");
+        assert_eq!(out["gate"], "drift", "{job}: {out}");
+        let seen = out["drift_ratio"].as_f64().unwrap();
+        assert!((seen - drifted_share).abs() < 1e-9, "{job}: {out}");
     }
 }
