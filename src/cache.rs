@@ -198,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn values_up_to_the_limit_are_kept() {
+        let mut c = DigestCache::new(1);
+        let longest = vec![b'x'; MAX_VALUE_BYTES];
+        assert_eq!(c.lookup(0, &longest), None);
+        c.insert(0, &longest, digest(1));
+        assert_eq!(c.len(0), 1);
+        assert_eq!(c.lookup(0, &longest), Some(digest(1)));
+    }
+
+    #[test]
     fn long_values_are_not_kept() {
         let mut c = DigestCache::new(1);
         let long = vec![b'x'; MAX_VALUE_BYTES + 1];

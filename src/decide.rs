@@ -718,9 +718,13 @@ mod tests {
         let d = decide(&plan, &mut matching("alice").header("x-user-config", "{}"));
         assert_eq!(d.reason, Reason::Drift);
         assert_eq!(d.field_names(&plan).collect::<Vec<_>>(), ["*"]);
-        assert!(d
-            .drift_report(&plan)
-            .starts_with("snapshot=drift(observed sha256:"));
+        let report = d.drift_report(&plan);
+        assert!(
+            report.starts_with("snapshot=drift(observed sha256:"),
+            "{report}"
+        );
+        let locked = plan.lock_digest.unwrap();
+        assert!(report.ends_with(&format!(", locked {locked})")), "{report}");
     }
 
     #[test]
@@ -904,5 +908,27 @@ mod tests {
             "{report}"
         );
         assert!(!report.contains("[]"), "raw values never appear: {report}");
+        // Each field's own lock is named beside what was observed.
+        let flags = plan.inputs.iter().find(|i| i.name == "flags").unwrap();
+        let locked = flags.locked.unwrap();
+        assert!(report.ends_with(&format!(", locked {locked})")), "{report}");
+    }
+
+    #[test]
+    fn summary_and_report_list_every_drifted_field_in_order() {
+        let plan = example_plan();
+        let mut request = matching("alice")
+            .header("x-user-config", "[]")
+            .property(&["metadata", "filter_metadata", "tenant", "tier"], "silver");
+        let d = decide(&plan, &mut request);
+        assert_eq!(
+            d.summary(&plan),
+            "route=stable reason=drift fields=flags,tier"
+        );
+        let report = d.drift_report(&plan);
+        let parts: Vec<&str> = report.split(' ').collect();
+        assert_eq!(parts.len(), 8, "{report}");
+        assert!(parts[0].starts_with("flags=drift(observed"), "{report}");
+        assert!(parts[4].starts_with("tier=drift(observed"), "{report}");
     }
 }
