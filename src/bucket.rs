@@ -50,14 +50,8 @@ pub fn bucket(contract: &str, key: &[u8]) -> u16 {
 
 /// Basis points for a percent: `round(percent × 100)`, clamped to 0..=10000.
 pub fn threshold_for_percent(percent: f64) -> u16 {
-    let bp = (percent * 100.0).round();
-    if bp.is_nan() || bp <= 0.0 {
-        0
-    } else if bp >= f64::from(BUCKETS) {
-        BUCKETS
-    } else {
-        bp as u16
-    }
+    // A float-to-int `as` saturates and maps NaN to 0: NaN and negatives give 0.
+    ((percent * 100.0).round() as u16).min(BUCKETS)
 }
 
 /// The side a bucket falls on at a threshold.
@@ -98,6 +92,12 @@ mod tests {
         assert_eq!(threshold_for_percent(0.015), 2);
         assert_eq!(threshold_for_percent(33.333), 3333);
         assert_eq!(threshold_for_percent(100.0), 10_000);
+        assert_eq!(threshold_for_percent(100.004), 10_000);
+        assert_eq!(threshold_for_percent(250.0), 10_000);
+        assert_eq!(threshold_for_percent(1e300), 10_000);
+        assert_eq!(threshold_for_percent(-5.0), 0);
+        assert_eq!(threshold_for_percent(f64::NAN), 0);
+        assert_eq!(threshold_for_percent(f64::INFINITY), 10_000);
     }
 
     #[test]
