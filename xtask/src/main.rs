@@ -46,7 +46,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "mutants",
-        "cargo-mutants on the core and the ramp's gates and audit: [--jobs N] [--shard K/N] [core|cli]",
+        "cargo-mutants on the core and the ramp's gates, audit log and approvals: [--jobs N] [--shard K/N] [core|cli]",
     ),
     (
         "bench",

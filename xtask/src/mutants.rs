@@ -12,8 +12,8 @@
 //! run once per mutant):
 //! * `core`: every file in `src/`, against the core's unit tests, the property tests,
 //!   the fuzz corpus replay and the number differential;
-//! * `cli`: the ramp's gates and the audit log (`crates/cli`), against the CLI's unit
-//!   and integration tests.
+//! * `cli`: the ramp's gates, the durable drift pause, the audit log and the signed
+//!   approvals (`crates/cli`), against the CLI's unit and integration tests.
 //!
 //! Settings shared by every run (the Debug-only exclusions, the build profile) are in
 //! `.cargo/mutants.toml`, where cargo-mutants reads them. Results go to
@@ -65,7 +65,14 @@ const SCOPES: &[Scope] = &[
     Scope {
         name: "cli",
         package: "rampart-cli",
-        files: &["crates/cli/src/ramp/gates.rs", "crates/cli/src/audit.rs"],
+        files: &[
+            "crates/cli/src/ramp/gates.rs",
+            "crates/cli/src/ramp/durable.rs",
+            "crates/cli/src/audit.rs",
+            "crates/cli/src/approval/mod.rs",
+            "crates/cli/src/approval/signers.rs",
+            "crates/cli/src/approval/statement.rs",
+        ],
         test_args: &["--lib", "--test=ramp", "--test=cli"],
     },
 ];
