@@ -42,7 +42,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "soak",
-        "mixed traffic with contract reloads through Envoy: [--minutes N]; figures to RELIABILITY.md",
+        "HTTP/1.1 and HTTP/2 traffic mixed, contract reloads, Envoy --concurrency 2: [--minutes N | --seconds N] (default 10 min); figures to RELIABILITY.md",
     ),
     (
         "mutants",

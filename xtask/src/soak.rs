@@ -1,10 +1,11 @@
 //! `cargo xtask soak [--minutes N | --seconds N]`: the soak test, longer, with its figures
 //! written into RELIABILITY.md.
 //!
-//! The soak itself is `tests/soak.rs` (mixed traffic through a real Envoy with two
-//! workers while the contract is re-published by ECDS); `cargo xtask test` runs it for
-//! 20 seconds. Here it runs for N minutes (default 5) and the figures it prints are
-//! copied, as printed, between the soak markers of RELIABILITY.md.
+//! The soak itself is `tests/soak/` (HTTP/1.1 and HTTP/2 clients mixed, through a real
+//! Envoy with two workers, `--concurrency 2`, which the test checks in Envoy's
+//! `/server_info`, while the contract is re-published by ECDS); `cargo xtask test` runs
+//! it for 20 seconds. Here it runs for N minutes (default 10) and the figures it prints
+//! are copied, as printed, between the soak markers of RELIABILITY.md.
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::process::{self, cargo};
 use crate::tasks;
 use crate::{Error, Result};
 
-const DEFAULT_MINUTES: u64 = 5;
+const DEFAULT_MINUTES: u64 = 10;
 const REPORT: &str = "target/soak/figures.md";
 const RELIABILITY: &str = "RELIABILITY.md";
 const BEGIN: &str = "<!-- soak figures: begin (written by `cargo xtask soak`) -->";
@@ -26,7 +27,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let report = root.join(REPORT);
     // A stale report must not be mistaken for this run's.
     let _ = std::fs::remove_file(&report);
-    println!("soak: {seconds} s of mixed traffic with contract reloads (tests/soak.rs)");
+    println!("soak: {seconds} s of mixed HTTP/1.1 and HTTP/2 traffic with contract reloads (tests/soak/)");
     process::run(
         cargo()
             .args([

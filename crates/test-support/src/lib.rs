@@ -680,6 +680,7 @@ pub fn try_get_raw(addr: SocketAddr, raw_request: &[u8]) -> io::Result<Response>
 pub struct Client {
     addr: SocketAddr,
     connection: Option<BufReader<TcpStream>>,
+    connections: u64,
 }
 
 impl Client {
@@ -688,7 +689,13 @@ impl Client {
         Self {
             addr,
             connection: None,
+            connections: 0,
         }
+    }
+
+    /// How many connections the client has opened (reconnections included).
+    pub fn connections(&self) -> u64 {
+        self.connections
     }
 
     /// `GET path` with extra `headers` on the kept-alive connection.
@@ -697,7 +704,8 @@ impl Client {
             .unwrap_or_else(|err| panic!("GET {path} on {} failed: {err}", self.addr))
     }
 
-    fn try_get(&mut self, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
+    /// Like [`Client::get`], but returns I/O errors.
+    pub fn try_get(&mut self, path: &str, headers: &[(&str, &str)]) -> io::Result<Response> {
         let request = encode_request("GET", path, self.addr, headers, true);
         if let Some(mut connection) = self.connection.take() {
             match exchange(&mut connection, &request) {
@@ -709,6 +717,7 @@ impl Client {
             }
         }
         let mut connection = connect(self.addr)?;
+        self.connections += 1;
         let response = exchange(&mut connection, &request)?;
         Ok(self.keep(connection, response))
     }

@@ -93,6 +93,7 @@ pub struct Client {
     addr: SocketAddr,
     runtime: Runtime,
     sender: Option<SendRequest<Bytes>>,
+    connections: u64,
 }
 
 impl Client {
@@ -106,7 +107,14 @@ impl Client {
             addr,
             runtime,
             sender: None,
+            connections: 0,
         }
+    }
+
+    /// How many HTTP/2 connections the client has established (reconnections
+    /// included).
+    pub fn connections(&self) -> u64 {
+        self.connections
     }
 
     /// `GET path` with `headers`; panics unless a response arrives.
@@ -178,6 +186,7 @@ impl Client {
                     .map_err(io::Error::other)
             })
             .map_err(|err| io::Error::other(format!("HTTP/2 connection to {addr}: {err}")))?;
+        self.connections += 1;
         // Driven whenever the runtime runs, i.e. during each request.
         self.runtime.spawn(async move {
             let _ = connection.await;
@@ -247,6 +256,15 @@ async fn finish(response: ResponseFuture) -> io::Result<Reply> {
 pub fn reset_code(err: &io::Error) -> Option<u32> {
     let h2 = err.get_ref()?.downcast_ref::<h2::Error>()?;
     h2.reason().map(u32::from)
+}
+
+/// The error code of the RST_STREAM the peer ended a request's stream with, if that is
+/// what [`Client::send`] failed with (not a GOAWAY, nor a reset of the client's own).
+pub fn peer_reset_code(err: &io::Error) -> Option<u32> {
+    let h2 = err.get_ref()?.downcast_ref::<h2::Error>()?;
+    h2.reason()
+        .filter(|_| h2.is_reset() && h2.is_remote())
+        .map(u32::from)
 }
 
 fn copy(err: &io::Error) -> io::Error {

@@ -6,4 +6,4 @@ pub mod client;
 pub mod frame;
 pub mod raw;
 
-pub use client::{reset_code, Client, Reply, Request};
+pub use client::{peer_reset_code, reset_code, Client, Reply, Request};
