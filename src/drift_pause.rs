@@ -116,8 +116,8 @@ fn four_decimals(scaled: u64) -> String {
 
 /// A ratio limit with four decimals (`0.0500`), for log lines.
 pub fn ratio_limit_text(max_ratio: f64) -> String {
-    let scaled = (max_ratio * 10_000.0).round();
-    four_decimals(if scaled > 0.0 { scaled as u64 } else { 0 })
+    // A float-to-int `as` saturates and maps NaN to 0: negatives print as 0.
+    four_decimals((max_ratio * 10_000.0).round() as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -550,6 +550,31 @@ mod tests {
         assert_eq!(t(0, 0), "0.0000");
         assert_eq!(ratio_limit_text(0.05), "0.0500");
         assert_eq!(ratio_limit_text(0.00125), "0.0013");
+        assert_eq!(ratio_limit_text(0.0), "0.0000");
+        assert_eq!(ratio_limit_text(-0.5), "0.0000");
+        assert_eq!(ratio_limit_text(1.0), "1.0000");
+    }
+
+    #[test]
+    fn a_ratio_equal_to_the_limit_does_not_trip() {
+        let p = policy();
+        let t = |requests, drifted| p.trips(Totals { requests, drifted });
+        // max_ratio 0.2 of at least 100 requests.
+        assert!(!t(100, 20), "exactly at the limit");
+        assert!(t(100, 21));
+        assert!(!t(99, 99), "too few requests");
+        assert!(t(100, 100));
+        assert!(!t(0, 0));
+    }
+
+    #[test]
+    fn the_lock_key_is_the_wire_name_every_vm_shares() {
+        // Every VM of an Envoy reads and writes this shared-data key: its spelling is
+        // a wire format between module builds.
+        assert_eq!(
+            current_lock_key("checkout-v2"),
+            "rampart.drift_pause.checkout-v2.current"
+        );
     }
 
     /// The 64-bit long division agrees with the 128-bit formula it replaced, at the
