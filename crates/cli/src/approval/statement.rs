@@ -265,4 +265,15 @@ mod tests {
         bad.time = "yesterday".into();
         assert!(bad.check_fresh(NOW).unwrap_err().contains("not YYYY"));
     }
+
+    #[test]
+    fn the_windows_are_the_documented_fifteen_and_two_minutes() {
+        // docs/control-plane.md promises these: usable for 15 minutes after the
+        // statement's time, and accepted up to 2 minutes before it (clock skew).
+        let s = statement();
+        assert_eq!(s.check_fresh(NOW + 15 * 60), Ok(()));
+        assert!(s.check_fresh(NOW + 15 * 60 + 1).is_err());
+        assert_eq!(s.check_fresh(NOW - 2 * 60), Ok(()));
+        assert!(s.check_fresh(NOW - 2 * 60 - 1).is_err());
+    }
 }
