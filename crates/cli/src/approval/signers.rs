@@ -369,6 +369,10 @@ mod tests {
             "{why}"
         );
         assert!(signers.find(&key(ECDSA), "x", NOW + 86_400).is_ok());
+        // Valid *from* its valid-after time, as ssh-keygen reads it: the exact second counts.
+        let valid_after = 1_767_312_000; // 2026-01-02T00:00:00Z
+        assert!(signers.find(&key(ECDSA), "x", valid_after).is_ok());
+        assert!(signers.find(&key(ECDSA), "x", valid_after - 1).is_err());
         let text = format!("ops valid-before=\"20251231Z\" {ED25519}\n");
         let signers = AllowedSigners::parse(&text).unwrap();
         let why = signers.find(&key(ED25519), "x", NOW).unwrap_err();
