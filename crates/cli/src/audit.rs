@@ -331,4 +331,26 @@ mod tests {
         let f = verify(&torn, Some((&head, &last))).finding.unwrap();
         assert_eq!((f.kind, f.repairable), ("behind", true));
     }
+
+    #[test]
+    fn a_log_two_records_behind_its_state_names_the_first_missing_one_and_is_not_repairable() {
+        let (bytes, _, _) = log(4);
+        let (_, head, last) = log(6);
+        let f = verify(&bytes, Some((&head, &last))).finding.unwrap();
+        // Only one missing record can come from a crash before its append.
+        assert_eq!((f.kind, f.line, f.seq), ("behind", 5, Some(5)));
+        assert!(!f.repairable, "{}", f.message);
+        assert!(f.message.contains("deleted from the end"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_log_past_its_state_points_at_the_first_record_the_state_does_not_reflect() {
+        let (bytes, _, _) = log(4);
+        let (_, head, last) = log(2);
+        let r = verify(&bytes, Some((&head, &last)));
+        let f = r.finding.unwrap();
+        assert_eq!((f.kind, f.line, f.seq), ("ahead", 3, Some(3)));
+        assert!(!f.repairable);
+        assert_eq!(r.records.len(), 4);
+    }
 }
