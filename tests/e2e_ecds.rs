@@ -6,18 +6,8 @@ use rampart_test_support as support;
 
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};
-use support::{example_contract, tenant_metadata_filter};
+use support::{example_contract, matching, tenant_metadata_filter};
 use support::{get, Bootstrap, TempDir};
-
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
-
-fn matching(user: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("x-user-id", user),
-        ("x-user-config", FLAGS),
-        ("x-tenant-tier", "gold"),
-    ]
-}
 
 fn with_percent(percent: f64) -> Value {
     let mut contract = example_contract();

@@ -16,23 +16,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::ecds::{format, EcdsEnvoy, FILTER_NAME};
-use support::{example_contract, tenant_metadata_filter};
+use support::{example_contract, matching, tenant_metadata_filter};
 use support::{get, wasm_path, Bootstrap, Client, Envoy, TempDir};
 
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 
 /// The `failure_policy` values of Envoy 1.40's wasm `PluginConfig` (besides
 /// `UNSPECIFIED`, which means `FAIL_CLOSED`).
 const POLICIES: [&str; 3] = ["FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"];
-
-fn matching(user: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("x-user-id", user),
-        ("x-user-config", FLAGS),
-        ("x-tenant-tier", "gold"),
-    ]
-}
 
 fn bucket_side(user: &str, percent: u16) -> &'static str {
     if rampart::bucket::bucket("checkout-v2", user.as_bytes()) < percent * 100 {

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 use support::{
     assert_no_vm_failure, get, get_raw, repo_root, validate, Bootstrap, Client, Envoy, Response,
 };
-use support::{example_contract, stat_name, tenant_metadata_filter};
+use support::{carrying, example_contract, matching, stat_name, tenant_metadata_filter, FLAGS};
 
-/// The example flags as a client sends them.
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+/// The example contract's counters as Envoy names them.
 const STATS_PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 
 fn start(contract: &Value) -> Envoy {
@@ -31,20 +30,6 @@ fn start_with_node(contract: &Value, node: Value) -> Envoy {
 
 fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.counter(&stat_name("checkout-v2", name))
-}
-
-/// Headers carrying a sticky key, the flags header and the tenant tier.
-fn carrying<'a>(user: &'a str, flags: &'a str, tier: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("x-user-id", user),
-        ("x-user-config", flags),
-        ("x-tenant-tier", tier),
-    ]
-}
-
-/// A request whose config matches the example lock, for `user`.
-fn matching(user: &str) -> Vec<(&str, &str)> {
-    carrying(user, FLAGS, "gold")
 }
 
 /// The decision summary the debug header carries.

@@ -17,28 +17,13 @@ use support::hostile::Hostile;
 use support::http2::frame::{error_code, field_offsets, header_block, header_frames, Frame};
 use support::http2::raw::{self, get_fields, Outcome};
 use support::http2::{reset_code, Client, Request};
-use support::{example_contract, tenant_metadata_filter, Bootstrap};
+use support::{carrying, example_contract, matching, tenant_metadata_filter, Bootstrap, FLAGS};
 
-/// The example flags as a client sends them.
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+/// The example flags with one value changed: drift.
 const DRIFTED_FLAGS: &str = r#"{"checkout_v2":false,"currency":"EUR","max_items":50}"#;
 
 /// A unary method; the upstreams answer any path.
 const GRPC_METHOD: &str = "/rampart.test.Checkout/Place";
-
-/// Headers (or gRPC metadata) carrying a sticky key, the flags and the tenant tier.
-fn carrying<'a>(user: &'a str, flags: &'a str, tier: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("x-user-id", user),
-        ("x-user-config", flags),
-        ("x-tenant-tier", tier),
-    ]
-}
-
-/// A request whose config matches the example lock, for `user`.
-fn matching(user: &str) -> Vec<(&str, &str)> {
-    carrying(user, FLAGS, "gold")
-}
 
 /// The side the example contract (30%) gives a matching `user`.
 fn side_of(user: &str) -> &'static str {
@@ -583,11 +568,7 @@ fn grpc_unary_calls_are_routed_by_the_same_rules_with_trailers_intact() {
         h.record(what, &reply.reply.into_response(), side, c.reason, c.extra);
     }
     h.finish();
-    assert_eq!(
-        h.envoy.counter("cluster.stable.upstream_rq_total")
-            + h.envoy.counter("cluster.canary.upstream_rq_total"),
-        h.requests()
-    );
+    h.assert_every_request_reached_a_cluster();
 }
 
 #[test]

@@ -163,6 +163,15 @@ impl Hostile {
         self.assert_healthy();
     }
 
+    /// Every request the filter let through reached the canary or the stable cluster.
+    pub fn assert_every_request_reached_a_cluster(&self) {
+        assert_eq!(
+            self.envoy.counter("cluster.stable.upstream_rq_total")
+                + self.envoy.counter("cluster.canary.upstream_rq_total"),
+            self.requests()
+        );
+    }
+
     /// Envoy's wasm stats have not moved since startup and its log shows no VM failure.
     pub fn assert_healthy(&self) {
         assert_eq!(

@@ -1239,6 +1239,26 @@ fn http2_cluster(side: &str, addr: SocketAddr) -> Value {
     })
 }
 
+/// The config header the example contract is locked to (`examples/snapshot.json`'s
+/// `flags`), as a client sends it.
+pub const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
+
+/// The headers (or gRPC metadata) of a request for the example contract: the sticky
+/// key, the config header and the tenant tier (which `tenant_metadata_filter` turns
+/// into dynamic metadata).
+pub fn carrying<'a>(user: &'a str, flags: &'a str, tier: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("x-user-id", user),
+        ("x-user-config", flags),
+        ("x-tenant-tier", tier),
+    ]
+}
+
+/// A request from `user` whose config matches the example lock.
+pub fn matching(user: &str) -> Vec<(&str, &str)> {
+    carrying(user, FLAGS, "gold")
+}
+
 /// The example contract (`examples/contract.json`) as JSON, for tests to adapt.
 pub fn example_contract() -> Value {
     serde_json::from_slice(&std::fs::read(repo_root().join("examples/contract.json")).unwrap())
