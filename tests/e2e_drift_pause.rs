@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rampart_test_support as support;
+use support::FLAGS;
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,6 @@ use support::ecds::EcdsEnvoy;
 use support::tenant_metadata_filter;
 use support::{repo_root, Bootstrap, Client, Envoy, Response};
 
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const STATS_PREFIX: &str = "wasmcustom.rampart_contract=.=checkout-v2;.;rampart";
 const LOCK_SHORT: &str = "sha256:57e6117d105a";
 const TRIP_LINE: &str = "drift pause TRIPPED";

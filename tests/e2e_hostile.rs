@@ -8,13 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rampart_test_support as support;
+use support::FLAGS;
 
 use serde_json::json;
 use support::hostile::Hostile;
 use support::{example_contract, stat_name, tenant_metadata_filter};
 use support::{get, get_raw, try_get_raw, Bootstrap, Envoy};
-
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 
 /// A raw GET with `headers` given as raw lines (bytes, no CRLF), closing after it.
 fn raw(headers: &[&[u8]]) -> Vec<u8> {

@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rampart_test_support as support;
+use support::FLAGS;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,7 +36,6 @@ use support::{
 const CONTRACT: &str = "checkout-v2";
 /// A second contract whose name differs only by `-`/`_`: Prometheus must keep them apart.
 const TWIN: &str = "checkout_v2";
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 const MATCHING: u64 = 12;
 const DRIFTED: u64 = 5;
 

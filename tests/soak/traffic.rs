@@ -12,10 +12,10 @@ use support::http2::frame::{error_code, header_block, header_frames};
 use support::http2::raw::{get_fields, Outcome, RawConnection};
 use support::http2::{self, peer_reset_code, Request};
 use support::rng::Rng;
+use support::FLAGS;
 use support::{raw_request, try_get_raw, Client, Response};
 
 /// The example contract's locked flags, as a client sends them.
-const FLAGS: &str = r#"{"checkout_v2":true,"currency":"EUR","max_items":50}"#;
 /// The locked flags with a key twice: no valid JSON document for the filter.
 const DUPLICATE_KEYS: &str =
     r#"{"checkout_v2":true,"checkout_v2":true,"currency":"EUR","max_items":50}"#;
