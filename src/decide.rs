@@ -653,6 +653,41 @@ mod tests {
         }
     }
 
+    /// A value over `limits.max_input_bytes` is refused before any work and takes no
+    /// cache slot (it could evict a value worth keeping); one within the limit does.
+    #[test]
+    fn over_limit_values_take_no_cache_slot() {
+        let small = plan_with(|c| {
+            c["limits"] = serde_json::json!({"max_input_bytes": 64, "max_json_depth": 4})
+        });
+        let header = small
+            .inputs
+            .iter()
+            .position(|i| matches!(&i.source, Source::Header { name } if name == "x-user-config"))
+            .unwrap();
+        let mut cache = DigestCache::new(small.inputs.len());
+        let big = format!("{{\"k\":\"{}\"}}", "x".repeat(100));
+        assert!(big.len() > 64 && big.len() <= crate::cache::MAX_VALUE_BYTES);
+        for _ in 0..2 {
+            let d = decide_cached(
+                &small,
+                false,
+                &mut cache,
+                &mut matching("u").header("x-user-config", big.clone()),
+            );
+            assert_eq!(
+                d,
+                decide(
+                    &small,
+                    &mut matching("u").header("x-user-config", big.clone())
+                )
+            );
+            assert_eq!(cache.len(header), 0);
+        }
+        decide_cached(&small, false, &mut cache, &mut matching("u"));
+        assert_eq!(cache.len(header), 1);
+    }
+
     #[test]
     fn drift_pause_sends_everyone_to_stable_after_a_static_pause() {
         let d = decide_with_pause(&example_plan(), true, &mut matching("alice"));

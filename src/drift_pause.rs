@@ -439,6 +439,23 @@ mod tests {
     use super::*;
     use crate::decide::Route;
 
+    /// The memory store keeps the host's compare-and-swap rules: a write naming a stale
+    /// CAS is refused and changes nothing, CAS 0 writes unconditionally.
+    #[test]
+    fn memory_store_refuses_a_stale_compare_and_swap() {
+        let mut store = MemoryStore::default();
+        assert_eq!(store.set("k", b"a", 0), Ok(true));
+        let (_, first) = store.get("k").unwrap().unwrap();
+        assert_eq!(store.set("k", b"b", first), Ok(true));
+        let (value, second) = store.get("k").unwrap().unwrap();
+        assert_eq!(value, b"b");
+        assert_ne!(first, second);
+        assert_eq!(store.set("k", b"c", first), Ok(false));
+        assert_eq!(store.get("k").unwrap(), Some((b"b".to_vec(), second)));
+        assert_eq!(store.set("k", b"d", 0), Ok(true));
+        assert_eq!(store.get("k").unwrap().unwrap().0, b"d");
+    }
+
     fn policy() -> DriftPausePolicy {
         DriftPausePolicy {
             max_ratio: 0.2,

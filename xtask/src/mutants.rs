@@ -1,4 +1,5 @@
-//! `cargo xtask mutants [--jobs N] [--shard K/N] [core|cli]…`: are the tests able to fail?
+//! `cargo xtask mutants [--jobs N] [--shard K/N] [--retest] [core|cli]…`: are the tests
+//! able to fail?
 //!
 //! cargo-mutants (built from crates.io into `target/tools` once) rewrites one function or
 //! operator at a time — a comparison flipped, a return value replaced, an arm deleted —
@@ -19,6 +20,11 @@
 //! `.cargo/mutants.toml`, where cargo-mutants reads them. Results go to
 //! `target/mutants/<scope>/all/mutants.out`; `--shard K/N` runs the K-th of N slices
 //! (into `shard-K-of-N/`), and once all N have run, the scope's figures add them up.
+//! `--retest` tests again only what that run missed (into its `retest/`), each mutant
+//! named by file, line and column: after tests are written for the survivors it shows
+//! them killed without redoing the run; its outcomes replace the run's missed list. If
+//! the code moved since the run, a missed mutant is no longer found and the command says
+//! to redo the run.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -82,15 +88,20 @@ const SCOPES: &[Scope] = &[
 struct Options {
     jobs: u32,
     shard: Option<(u32, u32)>,
+    retest: bool,
     scopes: Vec<&'static str>,
 }
 
-const USAGE: &str = "usage: cargo xtask mutants [--jobs N] [--shard K/N] [core|cli]...";
+const USAGE: &str = "usage: cargo xtask mutants [--jobs N] [--shard K/N] [--retest] [core|cli]...";
+
+/// Where `--retest` puts its run, under the run it retests.
+const RETEST_DIR: &str = "retest";
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut options = Options {
         jobs: 1,
         shard: None,
+        retest: false,
         scopes: Vec::new(),
     };
     let mut rest = args.iter();
@@ -112,6 +123,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
                     ))
                 })?);
             }
+            "--retest" => options.retest = true,
             name => match SCOPES.iter().find(|scope| scope.name == name) {
                 Some(scope) => options.scopes.push(scope.name),
                 None => {
@@ -177,19 +189,18 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .join(scope.name)
             .join(run_dir(options.shard));
         println!("mutants: {} ({})", scope.name, describe_files(scope));
-        std::fs::create_dir_all(&out)
-            .map_err(|err| Error::new(format!("cannot create {}: {err}", out.display())))?;
-        let status = mutants_command(root, &cargo_mutants, scope, &options, &out)
-            .status()
-            .map_err(|err| Error::new(format!("cannot run cargo-mutants: {err}")))?;
-        // cargo-mutants exits 2 when mutants were missed, 3 on timeouts: the lists say
-        // which; anything else (1: bad arguments, 4: the unmutated tree fails) is an error.
-        if !matches!(status.code(), Some(0 | 2 | 3)) {
-            return Err(Error::new(format!(
-                "cargo-mutants failed on scope {} ({status}); see {}/mutants.out/log",
-                scope.name,
-                out.display()
-            )));
+        if options.retest {
+            retest(root, &cargo_mutants, scope, &options, &out)?;
+        } else {
+            // A new run makes an earlier retest of the old one meaningless.
+            let _ = std::fs::remove_dir_all(out.join(RETEST_DIR));
+            std::fs::create_dir_all(&out)
+                .map_err(|err| Error::new(format!("cannot create {}: {err}", out.display())))?;
+            let mut command = mutants_command(root, &cargo_mutants, scope, &options, &out);
+            if let Some((k, n)) = options.shard {
+                command.arg(format!("--shard={k}/{n}"));
+            }
+            run_mutants(command, scope, &out)?;
         }
         // A shard counts alone until every shard of the same split has run; then the
         // scope's figures are the sum of the shards.
@@ -216,7 +227,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .map_or(true, |(_, n)| dirs.len() == n as usize);
         let mut tally = Tally::default();
         for dir in &dirs {
-            tally.add(read_tally(&dir.join("mutants.out"))?);
+            tally.add(read_run(dir)?);
         }
         let unlisted: Vec<String> = tally
             .missed
@@ -299,10 +310,95 @@ fn mutants_command(
     for arg in scope.test_args {
         command.arg(format!("--cargo-arg={arg}"));
     }
-    if let Some((k, n)) = options.shard {
-        command.arg(format!("--shard={k}/{n}"));
-    }
     command
+}
+
+/// Runs cargo-mutants; its exit status says whether it could test at all.
+fn run_mutants(mut command: Command, scope: &Scope, out: &Path) -> Result<()> {
+    let status = command
+        .status()
+        .map_err(|err| Error::new(format!("cannot run cargo-mutants: {err}")))?;
+    // cargo-mutants exits 2 when mutants were missed, 3 on timeouts: the lists say
+    // which; anything else (1: bad arguments, 4: the unmutated tree fails) is an error.
+    if matches!(status.code(), Some(0 | 2 | 3)) {
+        Ok(())
+    } else {
+        Err(Error::new(format!(
+            "cargo-mutants failed on scope {} ({status}); see {}/mutants.out/log",
+            scope.name,
+            out.display()
+        )))
+    }
+}
+
+/// Tests again, by exact name, the mutants the run in `out` missed.
+fn retest(
+    root: &Path,
+    cargo_mutants: &Path,
+    scope: &Scope,
+    options: &Options,
+    out: &Path,
+) -> Result<()> {
+    let run = out.join("mutants.out");
+    if !run.is_dir() {
+        return Err(Error::new(format!(
+            "--retest: {} has no run to retest; run it first without --retest",
+            out.display()
+        )));
+    }
+    let missed = read_tally(&run)?.missed;
+    let dir = out.join(RETEST_DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| Error::new(format!("cannot create {}: {err}", dir.display())))?;
+    if missed.is_empty() {
+        println!("mutants: {}: the run missed nothing", scope.name);
+        return std::fs::create_dir_all(dir.join("mutants.out"))
+            .map_err(|err| Error::new(format!("cannot create {}: {err}", dir.display())));
+    }
+    println!(
+        "mutants: {}: testing again the {} the run missed",
+        scope.name,
+        missed.len()
+    );
+    let mut command = mutants_command(root, cargo_mutants, scope, options, &dir);
+    for mutant in &missed {
+        command.arg(format!("--re=^{}$", regex_escape(mutant)));
+    }
+    run_mutants(command, scope, &dir)?;
+    let again = read_tally(&dir.join("mutants.out"))?;
+    let tested = again.caught + again.timeout + again.unviable + again.missed.len();
+    if tested != missed.len() {
+        return Err(Error::new(format!(
+            "--retest: {} of the {} missed mutants were found again: the code moved since the run; redo it without --retest",
+            tested,
+            missed.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A run's outcomes, with what its retest (if any) found for the mutants it missed.
+fn read_run(out: &Path) -> Result<Tally> {
+    let mut tally = read_tally(&out.join("mutants.out"))?;
+    let retest = out.join(RETEST_DIR).join("mutants.out");
+    if retest.is_dir() {
+        tally.missed.clear();
+        tally.add(read_tally(&retest)?);
+    }
+    Ok(tally)
+}
+
+/// `text` as a regular expression matching exactly it.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// The outcome lists cargo-mutants writes: one mutant per line.
@@ -387,6 +483,42 @@ mod tests {
         let options = parse_args(&args(&["--jobs", "2", "--shard", "1/4", "cli"])).unwrap();
         assert_eq!(options.scopes, ["cli"]);
         assert_eq!((options.jobs, options.shard), (2, Some((1, 4))));
+        assert!(!options.retest);
+        assert!(parse_args(&args(&["--retest", "core"])).unwrap().retest);
+    }
+
+    #[test]
+    fn names_are_escaped_to_match_only_themselves() {
+        assert_eq!(
+            regex_escape("src/a.rs:1:2: replace a.b() -> [u8; 2] with ^"),
+            "src/a\\.rs:1:2: replace a\\.b\\(\\) \\-> \\[u8; 2\\] with \\^"
+        );
+    }
+
+    #[test]
+    fn a_retest_replaces_what_the_run_missed() {
+        let out = std::env::temp_dir().join(format!("rampart-retest-{}", std::process::id()));
+        let run = out.join("mutants.out");
+        let again = out.join(RETEST_DIR).join("mutants.out");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("caught.txt"), "a:1:1: x\n").unwrap();
+        std::fs::write(run.join("unviable.txt"), "u:1:1: x\n").unwrap();
+        std::fs::write(run.join("missed.txt"), "b:2:2: y\nc:3:3: z\n").unwrap();
+        assert_eq!(read_run(&out).unwrap().missed.len(), 2);
+        std::fs::create_dir_all(&again).unwrap();
+        std::fs::write(again.join("caught.txt"), "b:2:2: y\n").unwrap();
+        std::fs::write(again.join("missed.txt"), "c:3:3: z\n").unwrap();
+        let tally = read_run(&out).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        assert_eq!(
+            tally,
+            Tally {
+                caught: 2,
+                missed: vec!["c:3:3: z".into()],
+                timeout: 0,
+                unviable: 1,
+            }
+        );
     }
 
     #[test]

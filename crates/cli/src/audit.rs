@@ -268,14 +268,20 @@ pub fn verify(bytes: &[u8], state: Option<(&Head, &Value)>) -> Report {
                 ),
                 repairable: false,
             });
-        } else if have > 0 && prev != head.hash {
+        } else if prev != head.hash {
+            // An empty log with a state at seq 0: no ramp command writes such a state
+            // (`start` writes record 1 with it), so the state was edited.
             report.finding = Some(Finding {
-                line: have as usize,
+                line: if have == 0 { at_end } else { have as usize },
                 seq: Some(have),
                 kind: "head",
-                message: format!(
-                    "line {have} (seq {have}) is not the record the state reflects: the last record was replaced"
-                ),
+                message: if have == 0 {
+                    "the log is empty and the state reflects seq 0 with a head that is not the chain's start: the state file was edited".to_owned()
+                } else {
+                    format!(
+                        "line {have} (seq {have}) is not the record the state reflects: the last record was replaced"
+                    )
+                },
                 repairable: false,
             });
         }
@@ -341,6 +347,63 @@ mod tests {
         assert_eq!((f.kind, f.line, f.seq), ("behind", 5, Some(5)));
         assert!(!f.repairable, "{}", f.message);
         assert!(f.message.contains("deleted from the end"), "{}", f.message);
+    }
+
+    #[test]
+    fn a_state_whose_head_record_disagrees_with_the_log_makes_nothing_repairable() {
+        // Torn last line, the state at its seq, but the state's record links elsewhere.
+        let (bytes, _, _) = log(3);
+        let (full, head, mut last) = log(4);
+        last["prev"] = GENESIS.into();
+        let torn = &full[..bytes.len() + 10];
+        let f = verify(torn, Some((&head, &last))).finding.unwrap();
+        assert_eq!((f.kind, f.line, f.repairable), ("torn", 4, false));
+        assert!(!f.message.contains("rewrites it"), "{}", f.message);
+        // Torn last line whose record links right, but the state is one further on.
+        let (_, head5, _) = log(5);
+        let (_, _, last4) = log(4);
+        let f = verify(torn, Some((&head5, &last4))).finding.unwrap();
+        assert_eq!((f.kind, f.repairable), ("torn", false));
+        // One record behind, the state's head is that record, but it links elsewhere.
+        let f = verify(&bytes, Some((&head, &last))).finding.unwrap();
+        assert_eq!((f.kind, f.seq, f.repairable), ("behind", Some(4), false));
+        assert!(f.message.contains("deleted from the end"), "{}", f.message);
+        // One record behind and linking right, but the state's head is another record.
+        let (_, _, last4) = log(4);
+        let other = Head {
+            seq: 4,
+            hash: GENESIS.into(),
+        };
+        let f = verify(&bytes, Some((&other, &last4))).finding.unwrap();
+        assert_eq!((f.kind, f.repairable), ("behind", false));
+    }
+
+    #[test]
+    fn the_last_record_replaced_or_an_edited_empty_state_is_a_head_finding() {
+        let (bytes, head, last) = log(3);
+        let replaced = Head {
+            seq: 3,
+            hash: GENESIS.into(),
+        };
+        let f = verify(&bytes, Some((&replaced, &last))).finding.unwrap();
+        assert_eq!((f.kind, f.line, f.seq), ("head", 3, Some(3)));
+        assert!(verify(&bytes, Some((&head, &last))).finding.is_none());
+        // An empty log and a state at seq 0: consistent only with the chain's start.
+        let start = Head {
+            seq: 0,
+            hash: GENESIS.into(),
+        };
+        assert!(verify(b"", Some((&start, &Value::Null))).finding.is_none());
+        let edited = Head {
+            seq: 0,
+            hash: head.hash.clone(),
+        };
+        let f = verify(b"", Some((&edited, &Value::Null))).finding.unwrap();
+        assert_eq!(
+            (f.kind, f.line, f.seq, f.repairable),
+            ("head", 1, Some(0), false)
+        );
+        assert!(f.message.contains("state file was edited"), "{}", f.message);
     }
 
     #[test]

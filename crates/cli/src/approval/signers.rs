@@ -442,6 +442,18 @@ mod tests {
     }
 
     #[test]
+    fn quotes_hold_spaces_and_must_close() {
+        let text = format!("\"ops team\" namespaces=\"rampart-approval\" {ED25519} a comment\n");
+        let signers = AllowedSigners::parse(&text).unwrap();
+        let ops = signers
+            .find(&key(ED25519), "rampart-approval", NOW)
+            .unwrap();
+        assert_eq!(ops.principals, "ops team");
+        let error = AllowedSigners::parse(&format!("\"alice {ED25519}\n")).unwrap_err();
+        assert!(error.contains("line 1: unterminated quote"), "{error}");
+    }
+
+    #[test]
     fn pattern_lists_match_like_openssh() {
         let yes = [
             ("rampart-approval", "rampart-approval"),
