@@ -166,29 +166,10 @@ struct GatedRamp {
 impl GatedRamp {
     fn start(prometheus: &Prometheus, max_drift_ratio: f64) -> Self {
         let dir = TempDir::new("gated-ramp");
-        let example = |name: &str| std::fs::read_to_string(repo_root().join("examples").join(name));
-        dir.write("contract.json", &example("contract.json").unwrap());
-        dir.write("snapshot.json", &example("snapshot.json").unwrap());
-        dir.write("live.json", &example("snapshot.json").unwrap());
-        let plan = json!({
-            "contract": "contract.json",
-            "snapshot": "snapshot.json",
-            "live": { "file": "live.json" },
-            "steps": [1, 50, 100],
-            "gates": {
-                "max_drift_ratio": max_drift_ratio,
-                "min_requests": MATCHING + DRIFTED,
-                "bake_seconds": 0,
-                "on_mismatch": "block",
-            },
-            "approval": { "after_approval": "restart" },
-            "publish": {
-                "ecds_path": "rampart.ecds.json",
-                "filter_name": support::ecds::FILTER_NAME,
-                "wasm": support::wasm_path(),
-            },
-            "metrics": { "prometheus": format!("http://{}", prometheus.addr) },
-        });
+        let ecds_path = dir.path().join("rampart.ecds.json");
+        let mut plan =
+            support::ecds::example_ramp_plan(&dir, &ecds_path, max_drift_ratio, MATCHING + DRIFTED);
+        plan["metrics"] = json!({ "prometheus": format!("http://{}", prometheus.addr) });
         let plan = dir.write("plan.json", &plan.to_string());
         let ramp = GatedRamp { _dir: dir, plan };
         let output = ramp.ramp("start");

@@ -97,31 +97,17 @@ impl Ramp {
             },
         );
         let dir = TempDir::new("ramp");
-        dir.write("contract.json", &example("contract.json").to_string());
-        dir.write("snapshot.json", &example("snapshot.json").to_string());
-        let live = dir.write("live.json", &example("snapshot.json").to_string());
-        let metrics = options.metrics.unwrap_or_else(
+        let mut plan = support::ecds::example_ramp_plan(
+            &dir,
+            ecds.file.path(),
+            options.max_drift_ratio,
+            options.min_requests,
+        );
+        let live = dir.path().join("live.json");
+        plan["steps"] = json!(options.steps);
+        plan["metrics"] = options.metrics.unwrap_or_else(
             || json!({ "envoy_admin": format!("http://{}", ecds.envoy.admin_addr()) }),
         );
-        let mut plan = json!({
-            "contract": "contract.json",
-            "snapshot": "snapshot.json",
-            "live": { "file": "live.json" },
-            "steps": options.steps,
-            "gates": {
-                "max_drift_ratio": options.max_drift_ratio,
-                "min_requests": options.min_requests,
-                "bake_seconds": 0,
-                "on_mismatch": "block",
-            },
-            "approval": { "after_approval": "restart" },
-            "publish": {
-                "ecds_path": ecds.file.path(),
-                "filter_name": support::ecds::FILTER_NAME,
-                "wasm": support::wasm_path(),
-            },
-            "metrics": metrics,
-        });
         if let Some(drift_pause) = options.drift_pause {
             plan["drift_pause"] = drift_pause;
         }

@@ -6,7 +6,9 @@
 //! rounds; every run is checked (statuses, routing, drift) before it counts, and the
 //! medians with their min–max spread go to `bench/results.json`, from which
 //! `BENCHMARKS.md` is generated. `--builds` compares opt-levels and wasm-opt the same way.
-//! A `perf` profile of Envoy serving A3 closes a full run (`--profile` takes it alone).
+//! `perf` profiles of Envoy serving A3floor and A3 close a full run (`--profile` takes
+//! them alone), with the CPU per request by object of each and the difference: where
+//! Rampart's own work over the floor goes.
 
 mod bootstrap;
 mod json;
@@ -50,8 +52,11 @@ pub const RESULTS_FILE: &str = "bench/results.json";
 pub const BUILDS_FILE: &str = "bench/builds.json";
 /// The generated report.
 pub const REPORT_FILE: &str = "BENCHMARKS.md";
-/// The trimmed `perf` profile of Envoy serving A3, which the report shows.
+/// The trimmed `perf` profiles of Envoy serving A3floor and A3, which the report shows.
 pub const PROFILE_FILE: &str = "bench/profile.txt";
+
+/// The variants profiled, in this order: the floor first, then Rampart on it.
+const PROFILED: [&str; 2] = ["A3floor", "A3"];
 /// Scratch directory: bootstrap, scripts, logs, built variants.
 const WORK_DIR: &str = "target/bench";
 
@@ -90,9 +95,9 @@ struct Options {
     builds: bool,
     report_only: bool,
     pin: bool,
-    /// Only the profile of A3 (`--profile`).
+    /// Only the profiles of A3floor and A3 (`--profile`).
     profile_only: bool,
-    /// Profile A3 at the end of a variant comparison (off with `--no-profile`).
+    /// Profile A3floor and A3 at the end of a variant comparison (off with `--no-profile`).
     profile: bool,
 }
 
@@ -654,11 +659,7 @@ impl Bench {
             .count();
         if self.options.profile {
             // In the Envoy just measured, warm; a failed profile must not cost the results.
-            let a3 = variants.iter().find(|v| v.id == "A3");
-            if let Err(err) = a3.map_or_else(
-                || Err(Error::new("no A3 variant")),
-                |a3| self.profile(&envoy, a3),
-            ) {
+            if let Err(err) = self.profile(&envoy, &variants) {
                 println!("bench: WARNING: no profile: {err}");
                 write_file(
                     &self.root.join(PROFILE_FILE),
@@ -915,24 +916,67 @@ impl Bench {
         ]))
     }
 
-    /// `--profile`: an Envoy serving A3 alone, profiled under load.
+    /// `--profile`: an Envoy serving only A3floor and A3, profiled under load.
     fn profile_alone(&self) -> Result<()> {
-        let variants = self.variants()?;
-        let a3 = variants
-            .iter()
-            .find(|v| v.id == "A3")
-            .ok_or_else(|| Error::new("no A3 variant"))?;
-        let envoy = self.start_envoy("profile", std::slice::from_ref(&a3.listener))?;
-        probe(a3)?;
-        // Let V8 compile and the connection pools fill before sampling.
-        self.generators
-            .wrk(&url(a3.listener.port), &a3.wrk_script, 2)?;
-        self.profile(&envoy, a3)
+        let variants: Vec<Variant> = self
+            .variants()?
+            .into_iter()
+            .filter(|v| PROFILED.contains(&v.id))
+            .collect();
+        let listeners: Vec<_> = variants.iter().map(|v| v.listener.clone()).collect();
+        let envoy = self.start_envoy("profile", &listeners)?;
+        for variant in &variants {
+            probe(variant)?;
+            // Let V8 compile and the connection pools fill before sampling.
+            self.generators
+                .wrk(&url(variant.listener.port), &variant.wrk_script, 2)?;
+        }
+        self.profile(&envoy, &variants)
     }
 
-    /// Records Envoy with `perf` while `wrk` saturates `variant`, and writes the trimmed
-    /// report to `PROFILE_FILE`.
-    fn profile(&self, envoy: &Envoy, variant: &Variant) -> Result<()> {
+    /// Profiles each of [`PROFILED`] in turn and writes `PROFILE_FILE`: the CPU per request
+    /// by object of each, their difference, then each profile's top frames.
+    fn profile(&self, envoy: &Envoy, variants: &[Variant]) -> Result<()> {
+        let mut profiles = Vec::new();
+        for id in PROFILED {
+            let variant = variants
+                .iter()
+                .find(|v| v.id == id)
+                .ok_or_else(|| Error::new(format!("no {id} variant to profile")))?;
+            profiles.push(self.profile_one(envoy, variant)?);
+        }
+        let mut text = format!(
+            "# Envoy (pid {}), commit `{}`, {}: each variant saturated by `wrk` in turn while
+             # `perf record -F {} -g -p <envoy>` samples it; `perf report --no-children --sort dso,symbol`.
+
+",
+            envoy.pid(),
+            git_describe(&self.root),
+            command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
+                .unwrap_or_default()
+                .trim(),
+            profile::FREQUENCY,
+        );
+        text.push_str(&profile::compare(&profiles));
+        for (profiled, top) in profiles
+            .iter()
+            .zip([profile::TOP_FRAMES / 2, profile::TOP_FRAMES])
+        {
+            text.push('\n');
+            text.push_str(&profile::summarise(&profiled.raw, &profiled.header, top));
+        }
+        let file = self.root.join(PROFILE_FILE);
+        write_file(&file, &text)?;
+        println!(
+            "bench: wrote {}",
+            file.strip_prefix(&self.root).unwrap_or(&file).display()
+        );
+        Ok(())
+    }
+
+    /// Records Envoy with `perf` while `wrk` saturates `variant`, with Envoy's CPU per
+    /// request over the load.
+    fn profile_one(&self, envoy: &Envoy, variant: &Variant) -> Result<profile::Profiled> {
         let perf = profile::ensure_perf()?;
         // Long enough for a few thousand samples of the worker; short enough to add well
         // under a minute to a full run.
@@ -944,6 +988,7 @@ impl Bench {
             envoy.pid(),
             variant.id
         );
+        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
         let (recorded, load) = std::thread::scope(|scope| {
             // The load runs a second past the recording at each end, so every sample is
             // taken under it.
@@ -952,29 +997,22 @@ impl Bench {
             let recorded = profile::record(&perf, envoy.pid(), seconds, &data);
             (recorded, load.join())
         });
+        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
         recorded?;
         let load = load.map_err(|_| Error::new("the wrk thread of the profile panicked"))??;
         let raw = profile::report(&perf, &data)?;
+        let cpu_us = per_request(cpu_after.saturating_sub(cpu_before), load.requests);
         let header = format!(
-            "Envoy (pid {}) under `wrk` on {} ({:.0} rps during the recording), commit `{}`, {}.\n\
-             `perf record -F {} -g -p <envoy> -- sleep {seconds}`; `perf report --no-children --sort dso,symbol`.",
-            envoy.pid(),
+            "{}: {:.0} rps, Envoy CPU {cpu_us:.1} µs per request over the load; recorded {seconds} s.",
             variant.id,
             load.rps(),
-            git_describe(&self.root),
-            command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
-                .unwrap_or_default()
-                .trim(),
-            profile::FREQUENCY,
         );
-        let text = profile::summarise(&raw, &header, profile::TOP_FRAMES);
-        let file = self.root.join(PROFILE_FILE);
-        write_file(&file, &text)?;
-        println!(
-            "bench: wrote {}",
-            file.strip_prefix(&self.root).unwrap_or(&file).display()
-        );
-        Ok(())
+        Ok(profile::Profiled {
+            id: variant.id.to_owned(),
+            cpu_us,
+            raw,
+            header,
+        })
     }
 
     /// `--builds`: the filter at opt-levels z, s and 3, each with and without wasm-opt,

@@ -31,6 +31,15 @@ pub const WASM_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.http
 /// never fails `on_configure` (it falls back to safe mode), which keeps that cached
 /// VM healthy for the next publish.
 pub fn wasm_filter_config(wasm_path: &str, contract: &Value) -> Value {
+    // Pretty text keeps `/config_dump` readable; the filter parses JSON either way.
+    let text = serde_json::to_string_pretty(contract).unwrap_or_else(|_| contract.to_string());
+    wasm_filter_config_text(wasm_path, &text)
+}
+
+/// [`wasm_filter_config`] with the plugin configuration as given, byte for byte: for
+/// configurations that are not a contract, or not even JSON (the filter's tests of bad
+/// input).
+pub fn wasm_filter_config_text(wasm_path: &str, configuration: &str) -> Value {
     json!({
         "@type": WASM_FILTER,
         "config": {
@@ -44,8 +53,7 @@ pub fn wasm_filter_config(wasm_path: &str, contract: &Value) -> Value {
             "failure_policy": "FAIL_CLOSED",
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                // Pretty text keeps `/config_dump` readable; the filter parses JSON either way.
-                "value": serde_json::to_string_pretty(contract).unwrap_or_else(|_| contract.to_string()),
+                "value": configuration,
             },
         },
     })

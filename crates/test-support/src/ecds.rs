@@ -20,6 +20,44 @@ pub const FILTER_NAME: &str = "rampart";
 /// The watched file's name inside the ECDS directory.
 pub const ECDS_FILE: &str = "rampart.ecds.json";
 
+/// A ramp plan over the example contract for `rampart ramp`, publishing to `ecds_path`
+/// with the built module: its contract, snapshot and live config (the snapshot, so it
+/// matches) are written beside it into `dir`. The gates block on drift above
+/// `max_drift_ratio` once `min_requests` were seen, with no bake time; callers set
+/// `steps`, `metrics` and anything else on the value before writing it as `plan.json`.
+pub fn example_ramp_plan(
+    dir: &TempDir,
+    ecds_path: &Path,
+    max_drift_ratio: f64,
+    min_requests: u64,
+) -> Value {
+    let example = |name: &str| {
+        std::fs::read_to_string(crate::repo_root().join("examples").join(name))
+            .unwrap_or_else(|err| panic!("examples/{name}: {err}"))
+    };
+    dir.write("contract.json", &example("contract.json"));
+    dir.write("snapshot.json", &example("snapshot.json"));
+    dir.write("live.json", &example("snapshot.json"));
+    serde_json::json!({
+        "contract": "contract.json",
+        "snapshot": "snapshot.json",
+        "live": { "file": "live.json" },
+        "steps": [1, 50, 100],
+        "gates": {
+            "max_drift_ratio": max_drift_ratio,
+            "min_requests": min_requests,
+            "bake_seconds": 0,
+            "on_mismatch": "block",
+        },
+        "approval": { "after_approval": "restart" },
+        "publish": {
+            "ecds_path": utf8(ecds_path),
+            "filter_name": FILTER_NAME,
+            "wasm": utf8(&wasm_path()),
+        },
+        "metrics": null,
+    })
+}
 /// The counter Envoy increments each time it applies a new ECDS resource.
 pub fn update_success_stat() -> String {
     format!("extension_config_discovery.http_filter.{FILTER_NAME}.update_success")

@@ -1151,18 +1151,7 @@ pub fn stat_name(contract: &str, metric: &str) -> String {
 pub fn wasm_filter(plugin_config: &str) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
-        "typed_config": typed("envoy.extensions.filters.http.wasm.v3.Wasm", json!({
-            "config": {
-                "name": "rampart",
-                "root_id": "rampart",
-                "vm_config": {
-                    "vm_id": "rampart",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": utf8(&wasm_path()) } },
-                },
-                "configuration": typed("google.protobuf.StringValue", json!({ "value": plugin_config })),
-            },
-        })),
+        "typed_config": rampart_cli::ecds::wasm_filter_config_text(utf8(&wasm_path()), plugin_config),
     })
 }
 

@@ -172,6 +172,85 @@ pub fn by_object(frames: &[Frame]) -> Vec<(String, f64)> {
     objects
 }
 
+/// One variant's recording.
+#[derive(Clone, Debug)]
+pub struct Profiled {
+    /// Variant id.
+    pub id: String,
+    /// Envoy's CPU per request over the load, in µs.
+    pub cpu_us: f64,
+    /// `perf report`'s output.
+    pub raw: String,
+    /// What, when and how fast, for the summary.
+    pub header: String,
+}
+
+/// Envoy's CPU per request by object for each profile (its share of the samples times
+/// the CPU per request), the last profile minus the first, and a total row: where the
+/// extra microseconds of the last variant go.
+pub fn compare(profiles: &[Profiled]) -> String {
+    let mut out = String::new();
+    let (Some(first), Some(last)) = (profiles.first(), profiles.last()) else {
+        return out;
+    };
+    let per_object: Vec<BTreeMap<String, f64>> = profiles
+        .iter()
+        .map(|p| {
+            by_object(&frames(&p.raw))
+                .into_iter()
+                .map(|(object, percent)| (object, percent / 100.0 * p.cpu_us))
+                .collect()
+        })
+        .collect();
+    // Objects in the order of the last profile's share, then any only the others have.
+    let mut objects: Vec<String> = by_object(&frames(&last.raw))
+        .into_iter()
+        .map(|(object, _)| object)
+        .collect();
+    for map in &per_object {
+        for object in map.keys() {
+            if !objects.contains(object) {
+                objects.push(object.clone());
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# Envoy CPU per request by object, µs (share of the samples × CPU per request):"
+    );
+    let width = objects
+        .iter()
+        .map(|o| o.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let diff_label = format!("{} − {}", last.id, first.id);
+    let mut line = format!("{:<width$}", "object");
+    for p in profiles {
+        let _ = write!(line, "  {:>9}", p.id);
+    }
+    let _ = write!(line, "  {diff_label:>14}");
+    let _ = writeln!(out, "{}", line.trim_end());
+    let mut row = |name: &str, values: Vec<f64>| {
+        let mut line = format!("{name:<width$}");
+        for v in &values {
+            let _ = write!(line, "  {v:>9.2}");
+        }
+        let delta = values.last().copied().unwrap_or(0.0) - values.first().copied().unwrap_or(0.0);
+        let _ = write!(line, "  {delta:>+14.2}");
+        let _ = writeln!(out, "{line}");
+    };
+    for object in &objects {
+        let values = per_object
+            .iter()
+            .map(|m| m.get(object).copied().unwrap_or(0.0))
+            .collect();
+        row(object, values);
+    }
+    row("total", profiles.iter().map(|p| p.cpu_us).collect());
+    out
+}
+
 /// The profile file: `header`, perf's sample count, the share per object and the top
 /// `top` frames, as plain text.
 pub fn summarise(raw: &str, header: &str, top: usize) -> String {
@@ -272,6 +351,45 @@ mod tests {
         assert!(text.contains(" 10.5%  (2 more frames)"), "{text}");
         assert!(!text.contains("0x0000"), "{text}");
         assert!(summarise("", "h", 5).contains("no samples"));
+    }
+
+    #[test]
+    fn the_comparison_spreads_each_variants_cpu_over_its_objects() {
+        let floor = Profiled {
+            id: "A3floor".into(),
+            cpu_us: 40.0,
+            raw: "50.00%\tenvoy\t[.] 0x1\n25.00%\t[kernel.kallsyms]\t[k] tcp\n25.00%\t[unknown]\t[.] 0x2\n"
+                .into(),
+            header: String::new(),
+        };
+        let a3 = Profiled {
+            id: "A3".into(),
+            cpu_us: 50.0,
+            raw: RAW.into(),
+            header: String::new(),
+        };
+        let text = compare(&[floor, a3]);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} row in {text}"))
+                .split_whitespace()
+                .rev()
+                .take(3)
+                .map(|v| v.parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        // Columns reversed: difference, A3, A3floor.
+        // JIT: 31 % of 50 µs against 25 % of 40 µs.
+        assert_eq!(line("JIT code"), vec![5.5, 15.5, 10.0]);
+        assert_eq!(line("envoy"), vec![-10.0, 10.0, 20.0]);
+        assert_eq!(line("libc.so.6"), vec![1.25, 1.25, 0.0]);
+        assert_eq!(line("total"), vec![10.0, 50.0, 40.0]);
+        assert!(
+            text.lines().nth(1).unwrap().ends_with("A3 − A3floor"),
+            "{text}"
+        );
+        assert!(compare(&[]).is_empty());
     }
 
     #[test]

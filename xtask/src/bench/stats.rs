@@ -60,6 +60,34 @@ pub fn difference(minuend: &Spread, subtrahend: &Spread) -> Spread {
     }
 }
 
+/// How two variants measured in the same rounds are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairing {
+    /// `a − b` in each round.
+    Difference,
+    /// `a ÷ b` in each round.
+    Ratio,
+}
+
+/// Two series compared round by round: `a` and `b` are `(round, value)`; only rounds in
+/// both count. The median of the per-round differences (or ratios) and their range. The
+/// variants of one round run back to back, so a slow spell of the host mostly falls on
+/// both sides of a pair and cancels, where the difference of two medians taken from
+/// different rounds keeps it.
+pub fn paired(a: &[(u64, f64)], b: &[(u64, f64)], pairing: Pairing) -> Option<Spread> {
+    let values: Vec<f64> = a
+        .iter()
+        .filter_map(|&(round, x)| {
+            let &(_, y) = b.iter().find(|&&(r, _)| r == round)?;
+            match pairing {
+                Pairing::Difference => Some(x - y),
+                Pairing::Ratio => (y > 0.0).then(|| x / y),
+            }
+        })
+        .collect();
+    Spread::of(&values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +124,18 @@ mod tests {
         let b = Spread::of(&[4.0, 5.0]).unwrap();
         let d = difference(&a, &b);
         assert_eq!((d.median, d.min, d.max), (6.5, 5.0, 8.0));
+    }
+
+    #[test]
+    fn pairs_are_taken_round_by_round() {
+        // A slow second round doubles both: paired, it cancels.
+        let a = [(1, 12.0), (2, 24.0), (3, 13.0), (5, 99.0)];
+        let b = [(1, 10.0), (2, 20.0), (3, 10.0), (4, 1.0)];
+        let d = paired(&a, &b, Pairing::Difference).unwrap();
+        assert_eq!((d.median, d.min, d.max, d.n), (3.0, 2.0, 4.0, 3));
+        let r = paired(&a, &b, Pairing::Ratio).unwrap();
+        assert_eq!((r.median, r.min, r.max), (1.2, 1.2, 1.3));
+        assert!(paired(&a, &[(4, 1.0)], Pairing::Difference).is_none());
+        assert!(paired(&[(1, 1.0)], &[(1, 0.0)], Pairing::Ratio).is_none());
     }
 }
