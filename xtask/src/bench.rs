@@ -981,7 +981,7 @@ impl Bench {
         // Long enough for a few thousand samples of the worker; short enough to add well
         // under a minute to a full run.
         let seconds = (self.options.seconds + 2).min(5);
-        let data = self.work.join("perf.data");
+        let data = self.work.join(format!("perf-{}.data", variant.id));
         let url = url(variant.listener.port);
         println!(
             "bench: profiling Envoy {} for {seconds}s under wrk on {}",

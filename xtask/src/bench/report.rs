@@ -786,7 +786,7 @@ fn render_method(out: &mut String) {
          cargo xtask bench              # the variants and the profile (8–10 minutes on 2 cores): bench/results.json, bench/profile.txt + this file\n\
          cargo xtask bench --builds     # opt-level / wasm-opt comparison: bench/builds.json + this file\n\
          cargo xtask bench --report     # regenerate this file from the results files\n\
-         cargo xtask bench --profile    # only the perf profile of Envoy serving A3: bench/profile.txt + this file\n\
+         cargo xtask bench --profile    # only the perf profiles of Envoy serving A3floor and A3: bench/profile.txt + this file\n\
          cargo xtask bench --no-profile # the variants without the profile\n\
          cargo xtask bench --quick      # one short round, to check the harness works (figures meaningless)\n\
          cargo xtask bench --no-pin     # leave Envoy and the generators unpinned (figures not comparable)\n\
@@ -796,7 +796,7 @@ fn render_method(out: &mut String) {
          `wrk` (Debian package), `oha` (built once from crates.io into `target/tools`, pinned, \
          without TLS), `perf` (Debian package `linux-perf`) and, for `--builds`, `wasm-opt` \
          (Debian package `binaryen`). It needs `taskset` (util-linux) to pin Envoy and the \
-         generators to different cores. The raw profile stays in `target/bench/perf.data` for \
+         generators to different cores. The raw profiles stay in `target/bench/perf-<variant>.data` for \
          `perf report -i` with call graphs.\n\n\
          ## Method\n\n\
          * One Envoy process serves every variant on its own listener, so all share the binary, \
