@@ -619,4 +619,57 @@ mod tests {
         }
         assert_eq!(seen, 6, "all six RFC 8785 vectors are present");
     }
+
+    /// The fuzz target's depth oracle counts brackets, not strings that hold them.
+    #[test]
+    fn nesting_depth_counts_containers_outside_strings() {
+        for (text, depth) in [
+            ("42", 0),
+            ("[]", 1),
+            ("{}", 1),
+            (r#"[1,[2],[[3]]]"#, 3),
+            (r#"{"a":[{"b":{}}],"c":1}"#, 4),
+            (r#""[[[""#, 0),
+            (r#"{"a":"]\"[[["}"#, 1),
+            (r#"["\\",[]]"#, 2),
+            ("[]]]][", 1),
+        ] {
+            assert_eq!(nesting_depth(text.as_bytes()), depth, "{text}");
+        }
+    }
+
+    /// A source that is not JSON-shaped is refused with what was expected.
+    #[test]
+    fn a_value_json_cannot_hold_names_what_was_expected() {
+        use serde::de::value::{BytesDeserializer, Error};
+        use serde::Deserialize as _;
+        let err = Json::deserialize(BytesDeserializer::<Error>::new(b"\x00")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid type: byte array, expected any JSON value"
+        );
+    }
+
+    /// Beyond the 800 digits the parser keeps, a non-zero digit still counts: it lifts
+    /// a value that is exactly halfway between two doubles in its first 800 digits.
+    #[test]
+    fn digits_past_the_kept_ones_break_a_tie() {
+        // 1 + 2^-53: halfway between 1 and the next double, 1 + 2^-52.
+        let halfway = "1.00000000000000011102230246251565404236316680908203125";
+        let number = |text: &str| match Json::parse(text.as_bytes(), DEFAULT_MAX_DEPTH) {
+            Ok(Json::Number(n)) => n,
+            other => panic!("{text}: {other:?}"),
+        };
+        let zeros = "0".repeat(800);
+        assert_eq!(
+            number(&format!("{halfway}{zeros}")),
+            1.0,
+            "a tie goes to even"
+        );
+        assert_eq!(
+            number(&format!("{halfway}{zeros}1")),
+            1.000_000_000_000_000_2,
+            "a digit past the kept ones is above the tie"
+        );
+    }
 }

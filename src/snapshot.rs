@@ -109,6 +109,26 @@ mod tests {
         Json::parse(text.as_bytes(), 16).unwrap()
     }
 
+    /// `null` fits an input only where it can be observed: on_missing null, or a JSON or
+    /// digest input (which can carry `null` itself).
+    #[test]
+    fn null_fits_only_where_it_can_be_observed() {
+        let null = Json::Null;
+        let fits = |format, on_missing| check_type("x", format, on_missing, &null).is_ok();
+        assert!(fits(Format::String, OnMissing::Null));
+        assert!(fits(Format::Json, OnMissing::Drift));
+        assert!(fits(Format::Digest, OnMissing::Drift));
+        for format in [Format::String, Format::Int, Format::Double, Format::Bool] {
+            let err = check_type("x", format, OnMissing::Drift, &null).unwrap_err();
+            assert_eq!(err.field, "snapshot.x");
+            assert!(
+                err.message
+                    .contains("null is allowed with on_missing: null"),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn example_lock_is_the_lock_of_the_example_snapshot() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/snapshot.json");

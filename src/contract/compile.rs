@@ -516,6 +516,80 @@ mod tests {
         );
     }
 
+    /// A contract with `count` string inputs named `i0`, `i1`, … and no lock fields.
+    fn with_inputs(count: usize) -> J {
+        let mut c = example();
+        let inputs: serde_json::Map<String, J> = (0..count)
+            .map(|i| (format!("i{i}"), json!({ "header": format!("x-i{i}") })))
+            .collect();
+        c["inputs"] = J::Object(inputs);
+        c["lock"] = json!({ "digest": format!("sha256:{}", "0".repeat(64)) });
+        c
+    }
+
+    #[test]
+    fn at_most_max_inputs() {
+        let plan = Plan::from_json(with_inputs(MAX_INPUTS).to_string().as_bytes()).unwrap();
+        assert_eq!(plan.inputs.len(), MAX_INPUTS);
+        let err = Plan::from_json(with_inputs(MAX_INPUTS + 1).to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.field, "inputs");
+        assert!(
+            err.to_string()
+                .contains(&format!("at most {MAX_INPUTS} inputs, got 33")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn input_names_are_1_to_32_of_lowercase_digits_and_underscore() {
+        let renamed = |name: &str| {
+            let mut c = example();
+            let tier = c["inputs"]["tier"].take();
+            c["inputs"].as_object_mut().unwrap().remove("tier");
+            c["inputs"][name] = tier;
+            let digest = c["lock"]["fields"]["tier"].take();
+            c["lock"]["fields"].as_object_mut().unwrap().remove("tier");
+            c["lock"]["fields"][name] = digest;
+            Plan::from_json(c.to_string().as_bytes())
+        };
+        for ok in ["t_1", "_", &"a".repeat(32)] {
+            assert!(renamed(ok).is_ok(), "{ok}: {:?}", renamed(ok).err());
+        }
+        for bad in ["", &"a".repeat(33), "Tier", "t-1"] {
+            let err = renamed(bad).unwrap_err();
+            assert_eq!(err.field, format!("inputs.{bad}"), "{err}");
+            assert!(
+                err.to_string().contains("is not a valid name: 1..=32"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn property_segments_are_non_empty_and_hold_no_nul() {
+        for path in [json!([]), json!(["a", ""]), json!(["a\0b"])] {
+            rejects(
+                |c| c["inputs"]["rev"]["property"] = path.clone(),
+                "inputs.rev.property",
+                "non-empty list of non-empty segments",
+            );
+        }
+    }
+
+    #[test]
+    fn number_messages_print_the_number_as_json_does() {
+        rejects(
+            |c| c["ramp"]["percent"] = json!(100.25),
+            "ramp.percent",
+            "between 0 and 100, got 100.25",
+        );
+        rejects(
+            |c| c["ramp"]["percent"] = json!(1e300),
+            "ramp.percent",
+            "got 1e+300",
+        );
+    }
+
     #[test]
     fn percent_must_be_within_0_and_100() {
         rejects(

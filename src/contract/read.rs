@@ -374,6 +374,42 @@ mod tests {
     use crate::contract::Plan;
     use serde_json::json;
 
+    /// Integer fields take whole, non-negative numbers up to 2^53 (exact in a double),
+    /// and say what they got otherwise.
+    #[test]
+    fn integers_are_whole_non_negative_and_exact() {
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!(-0.5),
+            json!(9_007_199_254_740_994u64),
+        ] {
+            rejects(
+                |c| c["limits"] = json!({ "max_input_bytes": bad }),
+                "limits.max_input_bytes",
+                "must be a non-negative integer, got a number",
+            );
+        }
+        // 2^53 itself reads exactly; the limits check then bounds it.
+        let mut c = example();
+        c["limits"] = json!({ "max_input_bytes": 9_007_199_254_740_992u64 });
+        let err = Plan::from_json(c.to_string().as_bytes()).unwrap_err();
+        assert!(!err.to_string().contains("non-negative integer"), "{err}");
+        for (value, kind) in [
+            (json!("8"), "a string"),
+            (json!(true), "a boolean"),
+            (json!(null), "null"),
+            (json!([8]), "an array"),
+            (json!({}), "an object"),
+        ] {
+            rejects(
+                |c| c["limits"] = json!({ "max_input_bytes": value }),
+                "limits.max_input_bytes",
+                &format!("must be a non-negative integer, got {kind}"),
+            );
+        }
+    }
+
     #[test]
     fn empty_configurations_are_rejected_clearly() {
         for text in ["", "  \n", "{}"] {

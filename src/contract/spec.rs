@@ -302,3 +302,25 @@ impl Default for ExplainSpec {
 pub(super) fn default_reject_status() -> u16 {
     412
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the filter logs and the CLI prints are the contract's own spelling.
+    #[test]
+    fn names_are_the_contract_spelling() {
+        for (side, name) in [(Side::Canary, "canary"), (Side::Stable, "stable")] {
+            assert_eq!(side.as_str(), name);
+            assert_eq!(serde_json::to_value(side).unwrap(), name);
+        }
+        for (action, name) in [
+            (OnDrift::Stable, "stable"),
+            (OnDrift::Reject, "reject"),
+            (OnDrift::Observe, "observe"),
+        ] {
+            assert_eq!(action.as_str(), name);
+            assert_eq!(serde_json::to_value(action).unwrap(), name);
+        }
+    }
+}

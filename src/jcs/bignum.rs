@@ -355,6 +355,16 @@ mod tests {
             );
         }
         assert_eq!(div_wide(1 << 63, 0, 1 << 63), u64::MAX);
+        // The low digit's correction: with d = 2^63 + 2^30 and a first remainder of
+        // 2^32, the estimate 2 is right exactly when the low 32 bits reach 2^31, which
+        // random cases almost never decide (the estimate's product lands within 2^32 of
+        // the remainder about once in 2^32 draws).
+        let d = (1 << 63) + (1 << 30);
+        for (lo, quotient) in [(0xffff_fffe, 2), (1 << 31, 2), ((1 << 31) - 1, 1), (0, 1)] {
+            let n = 1u128 << 64 | u128::from(lo);
+            assert_eq!(n / u128::from(d), u128::from(quotient as u64));
+            assert_eq!(div_wide(1, lo, d), quotient, "(2^64 + {lo:#x}) / {d:#x}");
+        }
     }
 
     #[test]

@@ -439,10 +439,36 @@ mod tests {
         );
     }
 
+    /// A raw control character is refused after an escape as before one.
+    #[test]
+    fn control_characters_are_refused_on_both_sides_of_an_escape() {
+        for text in [&b"\"a\x01\""[..], b"\"\\n\x01\"", b"\"\\u0041\x1f\""] {
+            match document(text, 4) {
+                Err(JsonError::Invalid(message)) => {
+                    assert!(message.starts_with("control character in string"), "{message}");
+                }
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(text)),
+            }
+        }
+        assert_eq!(
+            document(b"\"\\n\\u0001\"", 4),
+            Ok(Json::String("\n\u{1}".into()))
+        );
+    }
+
     #[test]
     fn depth_is_bounded_by_the_parser_too() {
         assert_eq!(document(b"[[[]]]", 2), Err(JsonError::TooDeep { limit: 2 }));
         assert!(document(b"[[[]]]", 3).is_ok());
         assert!(document(b"{\"a\":{\"b\":[]}}", 3).is_ok());
+        // Objects count as much as arrays.
+        assert_eq!(
+            document(b"{\"a\":{\"b\":{}}}", 2),
+            Err(JsonError::TooDeep { limit: 2 })
+        );
+        assert_eq!(
+            document(b"[{\"a\":[]}]", 2),
+            Err(JsonError::TooDeep { limit: 2 })
+        );
     }
 }

@@ -946,10 +946,8 @@ impl Bench {
             profiles.push(self.profile_one(envoy, variant)?);
         }
         let mut text = format!(
-            "# Envoy (pid {}), commit `{}`, {}: each variant saturated by `wrk` in turn while
-             # `perf record -F {} -g -p <envoy>` samples it; `perf report --no-children --sort dso,symbol`.
-
-",
+            "# Envoy (pid {}), commit `{}`, {}: each variant saturated by `wrk` in turn while\n\
+             # `perf record -F {} -g -p <envoy>` samples it; `perf report --no-children --sort dso,symbol`.\n\n",
             envoy.pid(),
             git_describe(&self.root),
             command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
