@@ -445,7 +445,10 @@ mod tests {
         for text in [&b"\"a\x01\""[..], b"\"\\n\x01\"", b"\"\\u0041\x1f\""] {
             match document(text, 4) {
                 Err(JsonError::Invalid(message)) => {
-                    assert!(message.starts_with("control character in string"), "{message}");
+                    assert!(
+                        message.starts_with("control character in string"),
+                        "{message}"
+                    );
                 }
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(text)),
             }

@@ -366,16 +366,28 @@ fn retest(
         command.arg(format!("--re=^{}$", regex_escape(mutant)));
     }
     run_mutants(command, scope, &dir)?;
-    let again = read_tally(&dir.join("mutants.out"))?;
-    let tested = again.caught + again.timeout + again.unviable + again.missed.len();
-    if tested != missed.len() {
+    // Every missed mutant must have been tested again, by its exact name (a name can
+    // stand for two identical mutants, so more may have run).
+    let tested = tested_names(&dir.join("mutants.out"))?;
+    let gone: Vec<&String> = missed.iter().filter(|m| !tested.contains(*m)).collect();
+    if !gone.is_empty() {
         return Err(Error::new(format!(
-            "--retest: {} of the {} missed mutants were found again: the code moved since the run; redo it without --retest",
-            tested,
-            missed.len()
+            "--retest: {} of the {} missed mutants are no longer where the run found them (the code moved since): {}; redo the run without --retest",
+            gone.len(),
+            missed.len(),
+            gone.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("; ")
         )));
     }
     Ok(())
+}
+
+/// Every mutant named in a run's outcome lists.
+fn tested_names(dir: &Path) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for list in ["caught.txt", "missed.txt", "timeout.txt", "unviable.txt"] {
+        names.extend(read_list(dir, list, |_| true)?);
+    }
+    Ok(names)
 }
 
 /// A run's outcomes, with what its retest (if any) found for the mutants it missed.
@@ -383,8 +395,11 @@ fn read_run(out: &Path) -> Result<Tally> {
     let mut tally = read_tally(&out.join("mutants.out"))?;
     let retest = out.join(RETEST_DIR).join("mutants.out");
     if retest.is_dir() {
-        tally.missed.clear();
-        tally.add(read_tally(&retest)?);
+        // Only the outcomes of the mutants the run missed replace its missed list; a
+        // pattern may have matched another mutant too, which the run already counted.
+        let missed: BTreeSet<String> = std::mem::take(&mut tally.missed).into_iter().collect();
+        let again = read_tally_of(&retest, |name| missed.contains(name))?;
+        tally.add(again);
     }
     Ok(tally)
 }
@@ -403,25 +418,32 @@ fn regex_escape(text: &str) -> String {
 
 /// The outcome lists cargo-mutants writes: one mutant per line.
 fn read_tally(dir: &Path) -> Result<Tally> {
-    let lines = |name: &str| -> Result<Vec<String>> {
-        let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_owned)
-                .collect()),
-            // A list with nothing in it may not be written at all.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(err) => Err(Error::new(format!("cannot read {}: {err}", path.display()))),
-        }
-    };
+    read_tally_of(dir, |_| true)
+}
+
+/// [`read_tally`] counting only the mutants `keep` accepts.
+fn read_tally_of(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Tally> {
     Ok(Tally {
-        caught: lines("caught.txt")?.len(),
-        missed: lines("missed.txt")?,
-        timeout: lines("timeout.txt")?.len(),
-        unviable: lines("unviable.txt")?.len(),
+        caught: read_list(dir, "caught.txt", &keep)?.len(),
+        missed: read_list(dir, "missed.txt", &keep)?,
+        timeout: read_list(dir, "timeout.txt", &keep)?.len(),
+        unviable: read_list(dir, "unviable.txt", &keep)?.len(),
     })
+}
+
+/// One outcome list, one mutant per line, those `keep` accepts.
+fn read_list(dir: &Path, name: &str, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && keep(l))
+            .map(str::to_owned)
+            .collect()),
+        // A list with nothing in it may not be written at all.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(Error::new(format!("cannot read {}: {err}", path.display()))),
+    }
 }
 
 /// `src/a.rs:12:5: replace x with y` as `src/a.rs: replace x with y`: line numbers move
@@ -506,7 +528,7 @@ mod tests {
         std::fs::write(run.join("missed.txt"), "b:2:2: y\nc:3:3: z\n").unwrap();
         assert_eq!(read_run(&out).unwrap().missed.len(), 2);
         std::fs::create_dir_all(&again).unwrap();
-        std::fs::write(again.join("caught.txt"), "b:2:2: y\n").unwrap();
+        std::fs::write(again.join("caught.txt"), "b:2:2: y\na:1:1: x\n").unwrap();
         std::fs::write(again.join("missed.txt"), "c:3:3: z\n").unwrap();
         let tally = read_run(&out).unwrap();
         let _ = std::fs::remove_dir_all(&out);
