@@ -937,13 +937,14 @@ impl Bench {
     /// Profiles each of [`PROFILED`] in turn and writes `PROFILE_FILE`: the CPU per request
     /// by object of each, their difference, then each profile's top frames.
     fn profile(&self, envoy: &Envoy, variants: &[Variant]) -> Result<()> {
+        let perf = profile::ensure_perf()?;
         let mut profiles = Vec::new();
         for id in PROFILED {
             let variant = variants
                 .iter()
                 .find(|v| v.id == id)
                 .ok_or_else(|| Error::new(format!("no {id} variant to profile")))?;
-            profiles.push(self.profile_one(envoy, variant)?);
+            profiles.push(self.profile_one(&perf, envoy, variant)?);
         }
         let mut text = format!(
             "# Envoy (pid {}), commit `{}`, {}: each variant saturated by `wrk` in turn while\n\
@@ -974,8 +975,12 @@ impl Bench {
 
     /// Records Envoy with `perf` while `wrk` saturates `variant`, with Envoy's CPU per
     /// request over the load.
-    fn profile_one(&self, envoy: &Envoy, variant: &Variant) -> Result<profile::Profiled> {
-        let perf = profile::ensure_perf()?;
+    fn profile_one(
+        &self,
+        perf: &Path,
+        envoy: &Envoy,
+        variant: &Variant,
+    ) -> Result<profile::Profiled> {
         // Long enough for a few thousand samples of the worker; short enough to add well
         // under a minute to a full run.
         let seconds = (self.options.seconds + 2).min(5);
@@ -992,13 +997,13 @@ impl Bench {
             // taken under it.
             let load = scope.spawn(|| self.generators.wrk(&url, &variant.wrk_script, seconds + 2));
             std::thread::sleep(std::time::Duration::from_millis(500));
-            let recorded = profile::record(&perf, envoy.pid(), seconds, &data);
+            let recorded = profile::record(perf, envoy.pid(), seconds, &data);
             (recorded, load.join())
         });
         let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
         recorded?;
         let load = load.map_err(|_| Error::new("the wrk thread of the profile panicked"))??;
-        let raw = profile::report(&perf, &data)?;
+        let raw = profile::report(perf, &data)?;
         let cpu_us = per_request(cpu_after.saturating_sub(cpu_before), load.requests);
         let header = format!(
             "{}: {:.0} rps, Envoy CPU {cpu_us:.1} µs per request over the load; recorded {seconds} s.",

@@ -493,6 +493,14 @@ fn read_survivors(root: &Path) -> Result<BTreeSet<String>> {
 mod tests {
     use super::*;
 
+    /// Outcome lists as cargo-mutants writes them, in a fresh `dir`.
+    fn write_lists(dir: &Path, lists: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, text) in lists {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
@@ -520,16 +528,22 @@ mod tests {
     #[test]
     fn a_retest_replaces_what_the_run_missed() {
         let out = std::env::temp_dir().join(format!("rampart-retest-{}", std::process::id()));
-        let run = out.join("mutants.out");
-        let again = out.join(RETEST_DIR).join("mutants.out");
-        std::fs::create_dir_all(&run).unwrap();
-        std::fs::write(run.join("caught.txt"), "a:1:1: x\n").unwrap();
-        std::fs::write(run.join("unviable.txt"), "u:1:1: x\n").unwrap();
-        std::fs::write(run.join("missed.txt"), "b:2:2: y\nc:3:3: z\n").unwrap();
+        write_lists(
+            &out.join("mutants.out"),
+            &[
+                ("caught.txt", "a:1:1: x\n"),
+                ("unviable.txt", "u:1:1: x\n"),
+                ("missed.txt", "b:2:2: y\nc:3:3: z\n"),
+            ],
+        );
         assert_eq!(read_run(&out).unwrap().missed.len(), 2);
-        std::fs::create_dir_all(&again).unwrap();
-        std::fs::write(again.join("caught.txt"), "b:2:2: y\na:1:1: x\n").unwrap();
-        std::fs::write(again.join("missed.txt"), "c:3:3: z\n").unwrap();
+        write_lists(
+            &out.join(RETEST_DIR).join("mutants.out"),
+            &[
+                ("caught.txt", "b:2:2: y\na:1:1: x\n"),
+                ("missed.txt", "c:3:3: z\n"),
+            ],
+        );
         let tally = read_run(&out).unwrap();
         let _ = std::fs::remove_dir_all(&out);
         assert_eq!(
@@ -592,9 +606,13 @@ mod tests {
     #[test]
     fn outcome_lists_are_counted_and_missing_lists_are_empty() {
         let dir = std::env::temp_dir().join(format!("rampart-mutants-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("caught.txt"), "a:1:1: x\nb:2:2: y\n").unwrap();
-        std::fs::write(dir.join("missed.txt"), "c:3:3: z\n").unwrap();
+        write_lists(
+            &dir,
+            &[
+                ("caught.txt", "a:1:1: x\nb:2:2: y\n"),
+                ("missed.txt", "c:3:3: z\n"),
+            ],
+        );
         let tally = read_tally(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
