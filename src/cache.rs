@@ -35,6 +35,26 @@ pub const MAX_VALUE_BYTES: usize = 1024;
 /// What decoding a value gave: its field digest, or why it could not be decoded.
 pub type Outcome = Result<Digest, DecodeError>;
 
+/// Byte equality eight bytes at a time. On wasm32 a slice `==` goes to the runtime's
+/// `memcmp`, which compares byte by byte; a config header of a few hundred bytes,
+/// compared on every request, made it a fifth of the filter's time in V8.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tails_equal = a_words
+        .remainder()
+        .iter()
+        .zip(b_words.remainder())
+        .all(|(x, y)| x == y);
+    tails_equal
+        && a_words.zip(b_words).all(|(x, y)| {
+            let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+            word(x) == word(y)
+        })
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     bytes: Vec<u8>,
@@ -69,7 +89,7 @@ impl InputCache {
         let found = self
             .entries
             .iter()
-            .position(|e| e.bytes.len() == bytes.len() && e.bytes == bytes)?;
+            .position(|e| same_bytes(&e.bytes, bytes))?;
         let now = self.tick();
         let entry = &mut self.entries[found];
         entry.last = now;
@@ -178,6 +198,24 @@ mod tests {
 
     fn digest(n: u32) -> Outcome {
         Ok(Digest::of_bytes(&n.to_le_bytes()))
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        // Every length around the word size, a difference at every position (in the
+        // words and in the tail), and lengths that differ.
+        for len in 0..=26usize {
+            let a: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            assert!(same_bytes(&a, &a.clone()), "len {len}");
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                assert!(!same_bytes(&a, &b), "len {len}, differing at {at}");
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(!same_bytes(&a, &longer) && !same_bytes(&longer, &a), "len {len}");
+        }
     }
 
     #[test]

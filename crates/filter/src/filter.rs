@@ -46,6 +46,10 @@ pub struct Active {
     tag: String,
     /// `{"error":"config drift","contract":"NAME","reason":"`: a reject body's start.
     reject_body_start: String,
+    /// Host time (ns) at configuration and at the last tick: the drift log's clock. A
+    /// request never asks the host for the time (a crossing); the log's interval is
+    /// whole seconds and a tick comes at least once a second.
+    clock_ns: Cell<u64>,
     /// Earliest time (ns) the next drift log line may be written on this worker.
     next_log_ns: Cell<u64>,
     /// Drifted requests not logged since the last line.
@@ -126,11 +130,14 @@ impl State {
         }
     }
 
-    /// Periodic work: hands the pending counts to Envoy, merges the drift-pause counts.
+    /// Periodic work: hands the pending counts to Envoy, advances the drift log's clock,
+    /// merges the drift-pause counts.
     pub fn on_tick<H: Host>(&self, host: &mut H) {
         self.flush(host);
         if let State::Active(active) = self {
-            active.tick_drift_pause(host);
+            let now_ns = host.now_nanos();
+            active.clock_ns.set(now_ns);
+            active.tick_drift_pause(host, now_ns);
         }
     }
 
@@ -197,6 +204,7 @@ impl Active {
             ),
             tag,
             plan,
+            clock_ns: Cell::new(host.now_nanos()),
             next_log_ns: Cell::new(0),
             suppressed: Cell::new(0),
         }
@@ -322,11 +330,11 @@ impl Active {
     }
 
     /// Merges this worker's counts into the shared window; trips or follows the pause.
-    fn tick_drift_pause<H: Host>(&self, host: &mut H) {
+    fn tick_drift_pause<H: Host>(&self, host: &mut H, now_ns: u64) {
         let Some(pause) = &self.drift_pause else {
             return;
         };
-        let now_ms = host.now_nanos() / 1_000_000;
+        let now_ms = now_ns / 1_000_000;
         match pause.tick(&mut Store(host), now_ms) {
             Ok(TickOutcome::Tripped(totals)) => {
                 self.metrics.set_drift_paused(host, true);
@@ -373,13 +381,14 @@ impl Active {
         }
     }
 
-    /// Logs drift at most once per interval per worker, with names and digests only.
+    /// Logs drift at most once per interval per worker, with names and digests only;
+    /// time is the tick's (see `clock_ns`), so a line may come up to a tick late.
     fn log_drift<H: Host>(&self, host: &mut H, decision: &Decision) {
         let interval_ns = u64::from(self.plan.log_interval_seconds) * 1_000_000_000;
         let now = if interval_ns == 0 {
             0
         } else {
-            host.now_nanos()
+            self.clock_ns.get()
         };
         if now < self.next_log_ns.get() {
             self.suppressed.set(self.suppressed.get().saturating_add(1));
@@ -468,7 +477,8 @@ pub fn header_value(map: &[u8], name: &[u8]) -> Result<Option<Vec<u8>>, HostErro
     let map = HeaderMap::parse(map).ok_or(HostError)?;
     let mut value: Option<Vec<u8>> = None;
     for (key, v) in map.iter() {
-        if !key.eq_ignore_ascii_case(name) {
+        // Lengths first: most names differ in length, and the comparison is a call.
+        if key.len() != name.len() || !key.eq_ignore_ascii_case(name) {
             continue;
         }
         match &mut value {

@@ -21,6 +21,8 @@
 mod filter;
 mod host;
 mod metrics;
+#[cfg(feature = "vm-bench")]
+mod vm_bench;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -50,6 +50,8 @@ struct Fake {
     properties: HashMap<Vec<u8>, Vec<u8>>,
     refuse_header_writes: bool,
     refuse_header_removal: bool,
+    /// Seconds past 1 s on the host's clock.
+    clock_s: u64,
     metrics: Vec<String>,
     shared: HashMap<String, (Vec<u8>, u32)>,
     calls: Vec<Call>,
@@ -177,7 +179,7 @@ impl Host for Fake {
 
     fn now_nanos(&mut self) -> u64 {
         self.calls.push(Call::Now);
-        1_000_000_000
+        (1 + self.clock_s) * 1_000_000_000
     }
 
     fn set_tick_period(&mut self, period_ms: u32) -> Result<(), HostError> {
@@ -298,11 +300,12 @@ fn counts_reach_envoy_on_the_tick_one_call_per_counter_that_moved() {
     );
     assert_eq!(host.count(FLAGS_DRIFT), 1);
     // requests, canary, stable, match, drift, field.flags.drift: six calls for four
-    // requests, and none at all on a tick with nothing to add.
-    assert_eq!(host.calls.len(), 6, "{:?}", host.calls);
+    // requests, plus the drift log's clock; on a tick with nothing to add, the clock only.
+    assert_eq!(host.calls.len(), 7, "{:?}", host.calls);
+    assert_eq!(host.calls.last(), Some(&Call::Now));
     host.calls.clear();
     state.on_tick(&mut host);
-    assert!(host.calls.is_empty(), "{:?}", host.calls);
+    assert_eq!(host.calls, vec![Call::Now]);
 }
 
 #[test]
@@ -365,13 +368,13 @@ fn every_path_makes_a_known_number_of_host_calls() {
             Some("stable"),
             PER_REQUEST_MATCH,
         ),
-        // Drift: + the clock of the rate-limited log.
+        // Drift: no sticky key, and no clock (the rate-limited log keeps the tick's).
         (
             "drift",
             CONTRACT.to_owned(),
             vec![("x-user-config", drifted), ("x-user-id", &bob)],
             Some("stable"),
-            PER_REQUEST_MATCH + 1,
+            PER_REQUEST_MATCH,
         ),
         // Reject: a local reply instead of the route header.
         (
@@ -379,7 +382,7 @@ fn every_path_makes_a_known_number_of_host_calls() {
             reject,
             vec![("x-user-config", drifted), ("x-user-id", &bob)],
             None,
-            PER_REQUEST_MATCH + 1,
+            PER_REQUEST_MATCH,
         ),
         (
             "unkeyed",
@@ -426,12 +429,40 @@ fn the_drift_log_is_rate_limited_per_interval() {
         state.on_request_headers(&mut host);
     }
     // The fake clock stands still: one line, the other two suppressed.
-    let lines: Vec<&String> = host.logs.iter().filter(|l| l.contains("drift")).collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("flags=drift(observed sha256:"));
-    assert!(!lines[0].contains("USD") && !lines[0].contains("false"));
+    let lines = |host: &Fake| -> Vec<String> {
+        host.logs
+            .iter()
+            .filter(|l| l.contains("drift"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(lines(&host).len(), 1, "{:?}", lines(&host));
+    assert!(lines(&host)[0].contains("flags=drift(observed sha256:"));
+    assert!(!lines(&host)[0].contains("USD") && !lines(&host)[0].contains("false"));
+    assert!(!host.calls.contains(&Call::Now), "no request reads the clock");
     state.on_tick(&mut host);
     assert_eq!(host.count(FLAGS_DRIFT), 3);
+    // The log keeps the time of the last tick: past the interval (10 s) but before a
+    // tick, still suppressed; a tick 9 s on is still within it; 10 s on, the next
+    // drifted request is logged with the count of the ones that were not.
+    host.clock_s = 10;
+    host.request(&[("x-user-config", drifted), ("x-user-id", "u")]);
+    state.on_request_headers(&mut host);
+    host.clock_s = 9;
+    state.on_tick(&mut host);
+    host.request(&[("x-user-config", drifted), ("x-user-id", "u")]);
+    state.on_request_headers(&mut host);
+    assert_eq!(lines(&host).len(), 1, "{:?}", lines(&host));
+    host.clock_s = 10;
+    state.on_tick(&mut host);
+    host.request(&[("x-user-config", drifted), ("x-user-id", "u")]);
+    state.on_request_headers(&mut host);
+    assert_eq!(lines(&host).len(), 2, "{:?}", lines(&host));
+    assert!(
+        lines(&host)[1].contains("(+4 similar requests not logged)"),
+        "{:?}",
+        lines(&host)
+    );
 }
 
 #[test]
@@ -504,6 +535,29 @@ fn header_values_join_like_envoys_request_headers_attribute() {
     assert_eq!(header_value(&map, b"b"), Ok(Some(b"x".to_vec())));
     assert_eq!(header_value(&map, b"c"), Ok(None));
     assert_eq!(header_value(&map[..map.len() - 1], b"a"), Err(HostError));
+}
+
+#[test]
+fn a_header_both_an_input_and_the_sticky_key_serves_both() {
+    // The config header is also the sticky key: both reads see its value, from one
+    // read of the map.
+    let contract = contract_with(r#""header": "x-user-id""#, r#""header": "x-user-config""#);
+    let (mut host, state) = configured(&contract);
+    let key = bucket("checkout-v2", FLAGS.as_bytes());
+    host.request(&[("x-user-config", FLAGS)]);
+    state.on_request_headers(&mut host);
+    let summary = host.filter_state().unwrap_or_default().to_owned();
+    assert!(
+        summary.contains("reason=match") && summary.contains(&format!("bucket={key} ")),
+        "{summary}"
+    );
+    assert_eq!(
+        host.calls
+            .iter()
+            .filter(|c| matches!(c, Call::RequestHeaders))
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -1,0 +1,167 @@
+//! The per-request path timed inside a wasm engine, without Envoy (`cargo xtask bench
+//! --vm`, feature `vm-bench`; never in the shipped module).
+//!
+//! Envoy's CPU per request mixes Rampart's work with the proxy's and the kernel's and
+//! swings with the host's load; this runs the filter's own per-request code — the same
+//! [`State::on_request_headers`] — over a host that answers from memory, so the V8 the
+//! harness runs it in shows what the decision itself costs there, function by function.
+//!
+//! The harness hands over one scenario (`rampart_vm_bench_load`): the contract, the
+//! property values the host answers with, and the serialized header maps of the
+//! requests, taken in turn. Every number is a little-endian `u32`:
+//! `len contract | count (len path, len value)… | count (len map)…`.
+
+use crate::filter::{Action, State};
+use crate::host::Host;
+use rampart::host::HostError;
+use rampart_abi::{LogLevel, MetricType};
+
+/// What the host answers with, from memory; every write is dropped. Each answer is a
+/// fresh copy, as Envoy allocates one in the module per read.
+#[derive(Default)]
+struct Replay {
+    contract: Vec<u8>,
+    properties: Vec<(Vec<u8>, Vec<u8>)>,
+    maps: Vec<Vec<u8>>,
+    next: usize,
+}
+
+impl Host for Replay {
+    fn log(&mut self, _level: LogLevel, _message: &str) {}
+
+    fn plugin_configuration(&mut self) -> Vec<u8> {
+        self.contract.clone()
+    }
+
+    fn request_headers(&mut self) -> Result<Vec<u8>, HostError> {
+        self.maps.get(self.next).cloned().ok_or(HostError)
+    }
+
+    fn property(&mut self, wire_path: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .properties
+            .iter()
+            .find(|(path, _)| path == wire_path)
+            .map(|(_, value)| value.clone()))
+    }
+
+    fn set_request_header(&mut self, _name: &str, _value: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn remove_request_header(&mut self, _name: &str) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn set_filter_state(&mut self, _name: &str, _value: &[u8]) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn define_metric(&mut self, _kind: MetricType, _name: &str) -> Option<u32> {
+        Some(1)
+    }
+
+    fn increment(&mut self, _metric: u32, _by: u64) {}
+
+    fn record(&mut self, _metric: u32, _value: u64) {}
+
+    fn now_nanos(&mut self) -> u64 {
+        0
+    }
+
+    fn set_tick_period(&mut self, _period_ms: u32) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn send_local_response(
+        &mut self,
+        _status: u32,
+        _details: &str,
+        _body: &[u8],
+        _headers: &[(&str, &str)],
+    ) -> Result<(), HostError> {
+        Ok(())
+    }
+
+    fn shared_data(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        Ok(None)
+    }
+
+    fn set_shared_data(&mut self, _key: &str, _value: &[u8], _cas: u32) -> Result<bool, HostError> {
+        Ok(true)
+    }
+}
+
+/// Reads a scenario (see the module docs); `None` when it is malformed.
+fn parse(mut bytes: &[u8]) -> Option<Replay> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+        *bytes = rest;
+        Some(head)
+    }
+    fn number(bytes: &mut &[u8]) -> Option<usize> {
+        let head: [u8; 4] = take(bytes, 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(head)).ok()
+    }
+    fn blob(bytes: &mut &[u8]) -> Option<Vec<u8>> {
+        let n = number(bytes)?;
+        take(bytes, n).map(<[u8]>::to_vec)
+    }
+    let contract = blob(&mut bytes)?;
+    let properties = (0..number(&mut bytes)?)
+        .map(|_| Some((blob(&mut bytes)?, blob(&mut bytes)?)))
+        .collect::<Option<Vec<_>>>()?;
+    let maps = (0..number(&mut bytes)?)
+        .map(|_| blob(&mut bytes))
+        .collect::<Option<Vec<_>>>()?;
+    (bytes.is_empty() && !maps.is_empty()).then_some(Replay {
+        contract,
+        properties,
+        maps,
+        next: 0,
+    })
+}
+
+thread_local! {
+    static BENCH: std::cell::RefCell<Option<(Replay, State)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Loads the scenario at `ptr` (`len` bytes, allocated with the module's `malloc`) and
+/// configures the filter with its contract. Returns 1 when the contract is valid, 0
+/// when it gave safe mode, -1 when the scenario is malformed.
+#[no_mangle]
+pub extern "C" fn rampart_vm_bench_load(ptr: *mut u8, len: usize) -> i32 {
+    // SAFETY: the harness wrote `len` bytes at `ptr`, allocated by `malloc` (a boxed
+    // slice of exactly `len` bytes), and hands them over.
+    let bytes = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+    let Some(mut replay) = parse(&bytes) else {
+        return -1;
+    };
+    let state = State::configure(&mut replay);
+    let active = i32::from(matches!(state, State::Active(_)));
+    BENCH.with(|b| *b.borrow_mut() = Some((replay, state)));
+    active
+}
+
+/// Runs `requests` requests through the per-request path, the scenario's header maps
+/// in turn. Returns how many continued (the rest were answered locally), or -1 when no
+/// scenario is loaded.
+#[no_mangle]
+pub extern "C" fn rampart_vm_bench_run(requests: u32) -> i32 {
+    BENCH.with(|b| {
+        let Ok(mut bench) = b.try_borrow_mut() else {
+            return -1;
+        };
+        let Some((replay, state)) = bench.as_mut() else {
+            return -1;
+        };
+        let mut continued: i32 = 0;
+        for _ in 0..requests {
+            if state.on_request_headers(replay) == Action::Continue {
+                continued = continued.wrapping_add(1);
+            }
+            replay.next = (replay.next + 1) % replay.maps.len();
+        }
+        continued
+    })
+}
