@@ -214,7 +214,10 @@ mod tests {
             }
             let mut longer = a.clone();
             longer.push(0);
-            assert!(!same_bytes(&a, &longer) && !same_bytes(&longer, &a), "len {len}");
+            assert!(
+                !same_bytes(&a, &longer) && !same_bytes(&longer, &a),
+                "len {len}"
+            );
         }
     }
 

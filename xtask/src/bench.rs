@@ -17,6 +17,7 @@ mod profile;
 mod proxy;
 mod report;
 mod stats;
+mod vm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,11 +100,13 @@ struct Options {
     profile_only: bool,
     /// Profile A3floor and A3 at the end of a variant comparison (off with `--no-profile`).
     profile: bool,
+    /// Only the per-request path in V8 without Envoy (`--vm`).
+    vm_only: bool,
 }
 
 impl Options {
     const USAGE: &'static str =
-        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--no-pin]";
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--vm] [--no-pin]";
 
     fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
@@ -120,6 +123,7 @@ impl Options {
             pin: true,
             profile_only: false,
             profile: true,
+            vm_only: false,
         };
         let mut rounds_given = false;
         let mut args = args.iter();
@@ -151,6 +155,7 @@ impl Options {
                 "--no-pin" => options.pin = false,
                 "--profile" => options.profile_only = true,
                 "--no-profile" => options.profile = false,
+                "--vm" => options.vm_only = true,
                 other => {
                     return Err(Error::new(format!(
                         "unknown argument `{other}`; {}",
@@ -173,6 +178,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         return write_report(root);
     }
     let started = Instant::now();
+    if options.vm_only {
+        measure_vm(root, &root.join(WORK_DIR), &options)?;
+        write_report(root)?;
+        println!("bench: done in {:.0}s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let bench = Bench::prepare(root, &options)?;
     if options.profile_only {
         bench.profile_alone()?;
@@ -200,6 +211,119 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The benchmark contract (`CONTRACT_FILE`) named `name`.
+fn bench_contract(root: &Path, name: &str) -> Result<String> {
+    let path = root.join(CONTRACT_FILE);
+    let template = std::fs::read_to_string(&path)
+        .map_err(|err| Error::new(format!("cannot read {}: {err}", path.display())))?;
+    name_contract(&template, name).ok_or_else(|| {
+        Error::new(format!(
+            "{CONTRACT_FILE}: expected `\"contract\": \"bench\"` once"
+        ))
+    })
+}
+
+/// The benchmark contract named `name`, with its `tier` input read from the tier
+/// header instead of dynamic metadata (A3h). The lock stays: digests cover values,
+/// not where they are read.
+fn header_tier_contract(root: &Path, name: &str) -> Result<String> {
+    header_tier(&bench_contract(root, name)?).ok_or_else(|| {
+        Error::new(format!(
+            "{CONTRACT_FILE}: expected an object with an `inputs.tier` member"
+        ))
+    })
+}
+
+/// The Rampart variants timed in V8 alone: id, where the tier is read, whether every
+/// request drifts. Their contracts and requests are the variants' own.
+const VM_VARIANTS: [(&str, Tier, bool); 3] = [
+    ("A3", Tier::Metadata, false),
+    ("A3d", Tier::Metadata, true),
+    ("A3h", Tier::Header, false),
+];
+
+/// [`VM_VARIANTS`] as the module sees them in Envoy: the requests' header maps after
+/// Envoy's codec and `header_to_metadata` (which moves the tier header into dynamic
+/// metadata), the metadata and the node value the contract reads.
+fn vm_scenarios(root: &Path) -> Result<Vec<vm::Scenario>> {
+    let mut scenarios = Vec::new();
+    for (id, tier, drifts) in VM_VARIANTS {
+        let name = format!("bench-{}", id.to_lowercase());
+        let contract = match tier {
+            Tier::Metadata => bench_contract(root, &name)?,
+            Tier::Header => header_tier_contract(root, &name)?,
+        };
+        let config = if drifts { DRIFTED_CONFIG } else { CONFIG };
+        let mut properties = vec![(
+            bootstrap::NODE_REV_PATH.join("\0").into_bytes(),
+            bootstrap::CONFIG_REV.as_bytes().to_vec(),
+        )];
+        let maps = (1..=USERS)
+            .map(|user| {
+                let mut headers: Vec<(String, String)> = vec![
+                    (":method".into(), "GET".into()),
+                    (":path".into(), "/".into()),
+                    (":scheme".into(), "http".into()),
+                ];
+                for (name, value) in request_headers(config, user) {
+                    let name = name.to_ascii_lowercase();
+                    match name.as_str() {
+                        "host" => headers.insert(0, (":authority".into(), value)),
+                        bootstrap::TIER_HEADER if tier == Tier::Metadata => {}
+                        _ => headers.push((name, value)),
+                    }
+                }
+                headers.push(("x-forwarded-proto".into(), "http".into()));
+                headers.push((
+                    "x-request-id".into(),
+                    format!("5f0c2a8e-9b1d-4c55-8e1f-{user:012}"),
+                ));
+                let pairs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                rampart_abi::serialize_map(&pairs)
+            })
+            .collect();
+        if tier == Tier::Metadata {
+            properties.push((
+                bootstrap::TIER_METADATA_PATH.join("\0").into_bytes(),
+                bootstrap::TIER.as_bytes().to_vec(),
+            ));
+        }
+        scenarios.push(vm::Scenario {
+            id,
+            contract,
+            properties,
+            maps,
+            drifts,
+        });
+    }
+    Ok(scenarios)
+}
+
+/// Times Rampart's per-request path in V8 without Envoy and writes `vm::VM_FILE`.
+fn measure_vm(root: &Path, work: &Path, options: &Options) -> Result<()> {
+    let scenarios = vm_scenarios(root)?;
+    let cpu = (options.pin && std::thread::available_parallelism().map_or(1, usize::from) >= 2)
+        .then_some(0);
+    let header = format!(
+        "commit `{}`, {}",
+        git_describe(root),
+        command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
+            .unwrap_or_default()
+            .trim(),
+    );
+    let text = vm::measure(root, work, &scenarios, cpu, &header)?;
+    let file = root.join(vm::VM_FILE);
+    write_file(&file, &text)?;
+    println!(
+        "bench: wrote {}",
+        file.strip_prefix(root).unwrap_or(&file).display()
+    );
+    Ok(())
+}
+
 /// Regenerates `BENCHMARKS.md` from the results files.
 fn write_report(root: &Path) -> Result<()> {
     let read = |name: &str| -> Result<Option<Value>> {
@@ -214,7 +338,12 @@ fn write_report(root: &Path) -> Result<()> {
     let variants = read(RESULTS_FILE)?;
     let builds = read(BUILDS_FILE)?;
     let profile = std::fs::read_to_string(root.join(PROFILE_FILE)).ok();
-    let text = report::render(variants.as_ref(), builds.as_ref(), profile.as_deref());
+    let vm = std::fs::read_to_string(root.join(vm::VM_FILE)).ok();
+    let texts = report::Texts {
+        profile: profile.as_deref(),
+        vm: vm.as_deref(),
+    };
+    let text = report::render(variants.as_ref(), builds.as_ref(), texts);
     write_file(&root.join(REPORT_FILE), &text)?;
     println!("bench: wrote {REPORT_FILE}");
     Ok(())
@@ -402,25 +531,11 @@ impl Bench {
     }
 
     fn contract(&self, name: &str) -> Result<String> {
-        let path = self.root.join(CONTRACT_FILE);
-        let template = std::fs::read_to_string(&path)
-            .map_err(|err| Error::new(format!("cannot read {}: {err}", path.display())))?;
-        name_contract(&template, name).ok_or_else(|| {
-            Error::new(format!(
-                "{CONTRACT_FILE}: expected `\"contract\": \"bench\"` once"
-            ))
-        })
+        bench_contract(&self.root, name)
     }
 
-    /// The benchmark contract named `name`, with its `tier` input read from the tier
-    /// header instead of dynamic metadata (A3h). The lock stays: digests cover values,
-    /// not where they are read.
     fn header_tier_contract(&self, name: &str) -> Result<String> {
-        header_tier(&self.contract(name)?).ok_or_else(|| {
-            Error::new(format!(
-                "{CONTRACT_FILE}: expected an object with an `inputs.tier` member"
-            ))
-        })
+        header_tier_contract(&self.root, name)
     }
 
     /// A floor op list (`FLOOR_FILE` or `FLOOR_HEADER_FILE`).
@@ -668,6 +783,16 @@ impl Bench {
             }
         }
         drop(envoy);
+        if self.options.profile {
+            // The module alone in V8; as for the profile, a failure costs only this part.
+            if let Err(err) = measure_vm(&self.root, &self.work, &self.options) {
+                println!("bench: WARNING: no V8 timing: {err}");
+                write_file(
+                    &self.root.join(vm::VM_FILE),
+                    &format!("# No V8 timing was taken in the last run: {err}\n"),
+                )?;
+            }
+        }
         let mut memory = BTreeMap::new();
         for variant in &variants {
             memory.insert(variant.id, self.memory(variant)?);

@@ -185,7 +185,7 @@ fn build_cli(root: &Path) -> Result<PathBuf> {
 /// Checks formatting and runs clippy on every target that is built, denying warnings.
 pub fn lint(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
-    let steps: [&[&str]; 3] = [
+    let steps: [&[&str]; 4] = [
         &["fmt", "--all", "--", "--check"],
         &[
             "clippy",
@@ -208,6 +208,19 @@ pub fn lint(root: &Path) -> Result<()> {
             "rampart-floor-filter",
             "-p",
             "rampart-noop-filter",
+            "--target",
+            WASM_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ],
+        // The filter with the entry points `cargo xtask bench --vm` times.
+        &[
+            "clippy",
+            "-p",
+            FILTER_PACKAGE,
+            "--features",
+            "vm-bench",
             "--target",
             WASM_TARGET,
             "--",

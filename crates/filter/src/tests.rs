@@ -439,7 +439,10 @@ fn the_drift_log_is_rate_limited_per_interval() {
     assert_eq!(lines(&host).len(), 1, "{:?}", lines(&host));
     assert!(lines(&host)[0].contains("flags=drift(observed sha256:"));
     assert!(!lines(&host)[0].contains("USD") && !lines(&host)[0].contains("false"));
-    assert!(!host.calls.contains(&Call::Now), "no request reads the clock");
+    assert!(
+        !host.calls.contains(&Call::Now),
+        "no request reads the clock"
+    );
     state.on_tick(&mut host);
     assert_eq!(host.count(FLAGS_DRIFT), 3);
     // The log keeps the time of the last tick: past the interval (10 s) but before a

@@ -16,14 +16,19 @@ use crate::host::Host;
 use rampart::host::HostError;
 use rampart_abi::{LogLevel, MetricType};
 
-/// What the host answers with, from memory; every write is dropped. Each answer is a
-/// fresh copy, as Envoy allocates one in the module per read.
+/// What the host answers with, from memory; every write is dropped but the route
+/// header's value is looked at. Each answer is a fresh copy, as Envoy allocates one in
+/// the module per read.
 #[derive(Default)]
 struct Replay {
     contract: Vec<u8>,
     properties: Vec<(Vec<u8>, Vec<u8>)>,
     maps: Vec<Vec<u8>>,
     next: usize,
+    /// The route header and its stable value, once configured.
+    stable: Option<(String, String)>,
+    /// Route header writes of another value than the stable one: canary routes.
+    canary: u32,
 }
 
 impl Host for Replay {
@@ -45,7 +50,12 @@ impl Host for Replay {
             .map(|(_, value)| value.clone()))
     }
 
-    fn set_request_header(&mut self, _name: &str, _value: &str) -> Result<(), HostError> {
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if let Some((header, stable)) = &self.stable {
+            if header == name && stable != value {
+                self.canary = self.canary.wrapping_add(1);
+            }
+        }
         Ok(())
     }
 
@@ -118,7 +128,7 @@ fn parse(mut bytes: &[u8]) -> Option<Replay> {
         contract,
         properties,
         maps,
-        next: 0,
+        ..Replay::default()
     })
 }
 
@@ -138,14 +148,16 @@ pub extern "C" fn rampart_vm_bench_load(ptr: *mut u8, len: usize) -> i32 {
         return -1;
     };
     let state = State::configure(&mut replay);
+    let (header, stable) = state.stable_route();
+    replay.stable = Some((header.to_owned(), stable.to_owned()));
     let active = i32::from(matches!(state, State::Active(_)));
     BENCH.with(|b| *b.borrow_mut() = Some((replay, state)));
     active
 }
 
 /// Runs `requests` requests through the per-request path, the scenario's header maps
-/// in turn. Returns how many continued (the rest were answered locally), or -1 when no
-/// scenario is loaded.
+/// in turn. Returns how many were routed to the canary (so the harness can tell the
+/// decisions were real), or -1 when no scenario is loaded.
 #[no_mangle]
 pub extern "C" fn rampart_vm_bench_run(requests: u32) -> i32 {
     BENCH.with(|b| {
@@ -155,13 +167,11 @@ pub extern "C" fn rampart_vm_bench_run(requests: u32) -> i32 {
         let Some((replay, state)) = bench.as_mut() else {
             return -1;
         };
-        let mut continued: i32 = 0;
+        replay.canary = 0;
         for _ in 0..requests {
-            if state.on_request_headers(replay) == Action::Continue {
-                continued = continued.wrapping_add(1);
-            }
+            let _: Action = state.on_request_headers(replay);
             replay.next = (replay.next + 1) % replay.maps.len();
         }
-        continued
+        i32::try_from(replay.canary).unwrap_or(i32::MAX)
     })
 }

@@ -17,6 +17,13 @@ pub const TIER_HEADER: &str = "x-tenant-tier";
 pub const USER_HEADER: &str = "x-user-id";
 /// Node metadata value the contract is locked to (`rev`).
 pub const CONFIG_REV: &str = "r42";
+/// The node metadata key holding [`CONFIG_REV`], and its property path.
+pub const CONFIG_REV_KEY: &str = "CONFIG_REV";
+pub const NODE_REV_PATH: [&str; 4] = ["xds", "node", "metadata", CONFIG_REV_KEY];
+/// Where `header_to_metadata` puts the tier: namespace and key, and the property path.
+pub const TIER_NAMESPACE: &str = "tenant";
+pub const TIER_KEY: &str = "tier";
+pub const TIER_METADATA_PATH: [&str; 4] = ["metadata", "filter_metadata", TIER_NAMESPACE, TIER_KEY];
 /// Tier the contract is locked to.
 pub const TIER: &str = "gold";
 
@@ -102,7 +109,7 @@ pub fn render(admin_port: u16, listeners: &[Listener]) -> String {
   id: rampart-bench
   cluster: rampart-bench
   metadata:
-    CONFIG_REV: {CONFIG_REV}
+    {CONFIG_REV_KEY}: {CONFIG_REV}
 admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
@@ -205,7 +212,7 @@ fn render_listener(out: &mut String, listener: &Listener) {
                 "
                 metadata:
                   filter_metadata:
-                    envoy.filters.http.lua: {{ CONFIG_REV: {CONFIG_REV} }}"
+                    envoy.filters.http.lua: {{ {CONFIG_REV_KEY}: {CONFIG_REV} }}"
             );
             route(out, Some(&canary_match()), "canary", &metadata);
             route(out, None, "stable", &metadata);
@@ -257,7 +264,7 @@ fn header_to_metadata(out: &mut String) {
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config
               request_rules:
               - header: {TIER_HEADER}
-                on_header_present: {{ metadata_namespace: tenant, key: tier, type: STRING }}
+                on_header_present: {{ metadata_namespace: {TIER_NAMESPACE}, key: {TIER_KEY}, type: STRING }}
                 remove: true
 "
     );
