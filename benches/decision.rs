@@ -102,7 +102,7 @@ impl HostLike {
 }
 
 impl Request for HostLike {
-    type Bytes = Vec<u8>;
+    type Bytes<'a> = Vec<u8>;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
         Ok(self

@@ -7,14 +7,36 @@
 //! canary. Anyone can recompute it:
 //! `printf 'checkout-v2:user-42' | sha256sum` → first 16 hex digits → integer mod 10000.
 
-use sha2::{Digest as _, Sha256};
+use sha2::block_api::compress256;
 
 /// Number of buckets: basis points.
 pub const BUCKETS: u16 = 10_000;
 
-/// The bucket hash with the contract name already absorbed; cloned per request.
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+const BLOCK: usize = 64;
+
+/// The bucket hash with `contract:` already absorbed: the state after the prefix's whole
+/// blocks and the bytes left over. A request hashes only its own last block or two on
+/// the stack, with SHA-256's compression function alone (one block for a key that
+/// leaves 9 bytes free in the prefix's last block: padding and length).
 #[derive(Clone)]
-pub struct BucketSalt(Sha256);
+pub struct BucketSalt {
+    state: [u32; 8],
+    /// The prefix's bytes after its whole blocks (fewer than 64).
+    tail: Vec<u8>,
+    /// Bytes absorbed into `state`: a multiple of 64.
+    absorbed: u64,
+}
 
 impl std::fmt::Debug for BucketSalt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -25,21 +47,58 @@ impl std::fmt::Debug for BucketSalt {
 impl BucketSalt {
     /// Seeds the hash with `contract:`.
     pub fn new(contract: &str) -> BucketSalt {
-        let mut h = Sha256::new();
-        h.update(contract.as_bytes());
-        h.update(b":");
-        BucketSalt(h)
+        let mut prefix = contract.as_bytes().to_vec();
+        prefix.push(b':');
+        let mut state = IV;
+        let whole = prefix.len() / BLOCK * BLOCK;
+        for block in prefix[..whole].chunks_exact(BLOCK) {
+            let mut b = [0u8; BLOCK];
+            b.copy_from_slice(block);
+            compress256(&mut state, &[b]);
+        }
+        BucketSalt {
+            state,
+            tail: prefix[whole..].to_vec(),
+            absorbed: whole as u64,
+        }
     }
 
     /// The key's bucket, 0..10000.
     pub fn bucket(&self, key: &[u8]) -> u16 {
-        let mut h = self.0.clone();
-        h.update(key);
-        let out: [u8; 32] = h.finalize().into();
-        let mut head = [0u8; 8];
-        head.copy_from_slice(&out[..8]);
+        let mut state = self.state;
+        let mut rest = key;
+        let mut buf = [0u8; 2 * BLOCK];
+        let mut filled = self.tail.len();
+        buf[..filled].copy_from_slice(&self.tail);
+        // Whole blocks first, for a key longer than what fits with the tail.
+        while filled + rest.len() >= BLOCK {
+            let (head, tail) = rest.split_at(BLOCK - filled);
+            buf[filled..BLOCK].copy_from_slice(head);
+            let mut b = [0u8; BLOCK];
+            b.copy_from_slice(&buf[..BLOCK]);
+            compress256(&mut state, &[b]);
+            buf = [0u8; 2 * BLOCK];
+            rest = tail;
+            filled = 0;
+        }
+        buf[filled..filled + rest.len()].copy_from_slice(rest);
+        filled += rest.len();
+        // Padding: 0x80, zeros, the message length in bits (big-endian) at the end of
+        // the block, or of the next one when fewer than 9 bytes are left.
+        buf[filled] = 0x80;
+        let blocks = if filled + 9 <= BLOCK { 1 } else { 2 };
+        let end = blocks * BLOCK;
+        let bits = (self.absorbed + self.tail.len() as u64 + key.len() as u64).wrapping_mul(8);
+        buf[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        for block in buf[..end].chunks_exact(BLOCK) {
+            let mut b = [0u8; BLOCK];
+            b.copy_from_slice(block);
+            compress256(&mut state, &[b]);
+        }
+        // The digest's first 8 bytes, big-endian: its first two words.
+        let head = (u64::from(state[0]) << 32) | u64::from(state[1]);
         // 2^64 mod 10000 leaves a bias below 1e-15: irrelevant.
-        (u64::from_be_bytes(head) % u64::from(BUCKETS)) as u16
+        (head % u64::from(BUCKETS)) as u16
     }
 }
 
@@ -69,6 +128,29 @@ mod tests {
         let digest = crate::digest::Digest::of_bytes(b"checkout-v2:user-42");
         let head = u64::from_be_bytes(digest.0[..8].try_into().unwrap());
         assert_eq!(u64::from(bucket("checkout-v2", b"user-42")), head % 10_000);
+    }
+
+    #[test]
+    fn every_length_matches_the_formula() {
+        // Contract names and keys across the block boundaries: prefixes of whole
+        // blocks, keys that fill the last block to 55, 56 and 64 bytes, long keys.
+        for contract_len in [0usize, 1, 9, 54, 55, 62, 63, 64, 100, 127, 128, 200] {
+            let contract = "c".repeat(contract_len);
+            let salt = BucketSalt::new(&contract);
+            for key_len in 0..=200usize {
+                let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + contract_len) as u8).collect();
+                let mut message = contract.as_bytes().to_vec();
+                message.push(b':');
+                message.extend_from_slice(&key);
+                let digest = crate::digest::Digest::of_bytes(&message);
+                let head = u64::from_be_bytes(digest.0[..8].try_into().unwrap());
+                assert_eq!(
+                    u64::from(salt.bucket(&key)),
+                    head % 10_000,
+                    "contract of {contract_len} bytes, key of {key_len}"
+                );
+            }
+        }
     }
 
     #[test]

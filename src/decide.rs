@@ -920,7 +920,7 @@ mod tests {
     fn host_errors_are_drift() {
         struct Failing;
         impl Request for Failing {
-            type Bytes = Vec<u8>;
+            type Bytes<'a> = Vec<u8>;
             fn read(&mut self, _: &Source) -> Result<Option<Vec<u8>>, HostError> {
                 Err(HostError)
             }

@@ -7,10 +7,12 @@ use crate::contract::Source;
 
 /// Read access to one request's values; the filter implements it over host calls.
 pub trait Request {
-    /// Owned or borrowed bytes.
-    type Bytes: AsRef<[u8]>;
+    /// Owned bytes, or bytes borrowed from the request until the next read.
+    type Bytes<'a>: AsRef<[u8]>
+    where
+        Self: 'a;
     /// The value at `source`: `Ok(None)` when absent, `Err` when the host failed.
-    fn read(&mut self, source: &Source) -> Result<Option<Self::Bytes>, HostError>;
+    fn read(&mut self, source: &Source) -> Result<Option<Self::Bytes<'_>>, HostError>;
 }
 
 /// The host could not answer a read; treated like an undecodable value.
@@ -43,12 +45,12 @@ impl StaticRequest {
 }
 
 impl Request for StaticRequest {
-    type Bytes = Vec<u8>;
+    type Bytes<'a> = &'a [u8];
 
-    fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
+    fn read(&mut self, source: &Source) -> Result<Option<&[u8]>, HostError> {
         Ok(match source {
-            Source::Header { name, .. } => self.headers.get(name).cloned(),
-            Source::Property { path, .. } => self.properties.get(path).cloned(),
+            Source::Header { name, .. } => self.headers.get(name).map(Vec::as_slice),
+            Source::Property { path, .. } => self.properties.get(path).map(Vec::as_slice),
         })
     }
 }

@@ -336,7 +336,7 @@ struct Chunks {
 }
 
 impl Request for Chunks {
-    type Bytes = Vec<u8>;
+    type Bytes<'a> = Vec<u8>;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
         self.values

@@ -77,16 +77,6 @@ const OHA_VERSION: &str = "1.16.0";
 /// Target rate of the latency runs, as a share of A0's saturation throughput.
 const LATENCY_LOAD: f64 = 0.5;
 
-/// wasm-opt features the Rust wasm32 target emits (binaryen 108 needs them named).
-const WASM_OPT_FEATURES: &[&str] = &[
-    "--enable-bulk-memory",
-    "--enable-sign-ext",
-    "--enable-mutable-globals",
-    "--enable-nontrapping-float-to-int",
-    "--enable-multivalue",
-    "--enable-reference-types",
-];
-
 /// The command line of `cargo xtask bench`.
 #[derive(Clone, Debug, PartialEq)]
 struct Options {
@@ -1159,7 +1149,7 @@ impl Bench {
             println!("bench: wasm-opt -O{level} {}", plain.display());
             process::run(
                 Command::new(&wasm_opt)
-                    .args(WASM_OPT_FEATURES)
+                    .args(tasks::WASM_OPT_FEATURES)
                     .arg(format!("-O{level}"))
                     .arg(&plain)
                     .arg("-o")

@@ -25,18 +25,17 @@ pub const SHIPPED_WASM: &str = "rampart.wasm";
 /// Size budget for the filter: it is loaded into every Envoy worker's VM, so size is a feature.
 const WASM_MAX_BYTES: u64 = 100 * 1024;
 
-/// `wasm-opt` flags: smallest code, and the wasm features rustc's wasm32 target emits
-/// by default (binaryen 108 would refuse them otherwise); V8 in Envoy runs them all.
-const WASM_OPT_ARGS: &[&str] = &[
-    "-Oz",
+/// The wasm features the modules use, as `wasm-opt` names them: what rustc's wasm32
+/// target emits by default plus SIMD (`.cargo/config.toml`); binaryen 108 refuses
+/// unnamed ones. V8 in Envoy runs them all.
+pub const WASM_OPT_FEATURES: &[&str] = &[
     "--enable-bulk-memory",
+    "--enable-simd",
     "--enable-sign-ext",
     "--enable-nontrapping-float-to-int",
     "--enable-mutable-globals",
     "--enable-multivalue",
     "--enable-reference-types",
-    "--strip-debug",
-    "--strip-producers",
 ];
 
 /// Envoy bootstrap for `demo`, relative to the repository root.
@@ -93,8 +92,8 @@ fn build_wasm(root: &Path) -> Result<PathBuf> {
     Ok(shipped)
 }
 
-/// `wasm-opt -Oz` of cargo's module into the shipped one (Debian's binaryen, installed
-/// if missing); skipped when the shipped module is newer than cargo's.
+/// `wasm-opt -Oz` of cargo's module into the shipped one; skipped when the shipped
+/// module is newer than cargo's.
 fn optimize(built: &Path, shipped: &Path) -> Result<()> {
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     if let (Some(from), Some(to)) = (modified(built), modified(shipped)) {
@@ -103,20 +102,27 @@ fn optimize(built: &Path, shipped: &Path) -> Result<()> {
             return Ok(());
         }
     }
+    wasm_opt(built, shipped, false)
+}
+
+/// `wasm-opt -Oz` as the shipped module gets it (Debian's binaryen, installed if
+/// missing), written to `out` atomically; `keep_names` keeps the name section (for a
+/// profile) where the shipped module strips it.
+pub fn wasm_opt(input: &Path, out: &Path, keep_names: bool) -> Result<()> {
     install::debian("binaryen (wasm-opt)", &["binaryen"], || {
         install::answers("wasm-opt")
     })?;
-    let partial = shipped.with_extension("wasm.partial");
-    process::run(
-        Command::new("wasm-opt")
-            .args(WASM_OPT_ARGS)
-            .arg(built)
-            .arg("-o")
-            .arg(&partial),
-    )?;
+    let partial = out.with_extension("wasm.partial");
+    let mut cmd = Command::new("wasm-opt");
+    cmd.arg("-Oz").args(WASM_OPT_FEATURES);
+    if keep_names {
+        cmd.arg("-g");
+    } else {
+        cmd.args(["--strip-debug", "--strip-producers"]);
+    }
+    process::run(cmd.arg(input).arg("-o").arg(&partial))?;
     // Renamed into place so a reader never sees a half-written module.
-    std::fs::rename(&partial, shipped)
-        .map_err(|err| Error::new(format!("{}: {err}", shipped.display())))
+    std::fs::rename(&partial, out).map_err(|err| Error::new(format!("{}: {err}", out.display())))
 }
 
 /// Runs the workspace tests against the installed Envoy, the freshly built filter and

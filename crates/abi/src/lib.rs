@@ -504,6 +504,34 @@ impl<'a> HeaderMap<'a> {
     }
 }
 
+/// Every value of header `name` in a serialized map, in map order, found in one walk
+/// that checks the layout as it goes (as [`HeaderMap::parse`] does before reading):
+/// `None` for a malformed map; names compared ASCII case-insensitively; `each` is
+/// called per value.
+pub fn each_value<'a>(bytes: &'a [u8], name: &[u8], mut each: impl FnMut(&'a [u8])) -> Option<()> {
+    if bytes.is_empty() {
+        return Some(());
+    }
+    let count = usize::try_from(read_u32(bytes, 0)?).ok()?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    for i in 0..count {
+        let key_size = usize::try_from(read_u32(bytes, 4 + i * 8)?).ok()?;
+        let value_size = usize::try_from(read_u32(bytes, 8 + i * 8)?).ok()?;
+        let key_end = data.checked_add(key_size)?;
+        let value_at = key_end.checked_add(1)?;
+        let value_end = value_at.checked_add(value_size)?;
+        if *bytes.get(key_end)? != 0 || *bytes.get(value_end)? != 0 {
+            return None;
+        }
+        // Lengths first: most names differ in length.
+        if key_size == name.len() && bytes.get(data..key_end)?.eq_ignore_ascii_case(name) {
+            each(bytes.get(value_at..value_end)?);
+        }
+        data = value_end + 1;
+    }
+    Some(())
+}
+
 /// The entries of a [`HeaderMap`], in map order.
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
@@ -531,6 +559,7 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
+#[inline(always)]
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let raw = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]))
@@ -580,6 +609,43 @@ mod tests {
         let mut huge = good.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(HeaderMap::parse(&huge).is_none());
+    }
+
+    #[test]
+    fn each_value_agrees_with_parsing_then_reading() {
+        let good = serialize_map(&[("k", "v"), ("Key", "value"), ("key", ""), ("x", "y")]);
+        let both = |bytes: &[u8], name: &[u8]| {
+            let mut walked = Vec::new();
+            let walk = each_value(bytes, name, |v| walked.push(v.to_vec())).map(|()| walked);
+            let parsed = HeaderMap::parse(bytes).map(|map| {
+                map.iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.to_vec())
+                    .collect::<Vec<_>>()
+            });
+            (walk, parsed)
+        };
+        let (walk, parsed) = both(&good, b"key");
+        assert_eq!(walk, Some(vec![b"value".to_vec(), Vec::new()]));
+        assert_eq!(walk, parsed);
+        assert_eq!(both(&good, b"absent").0, Some(vec![]));
+        assert_eq!(both(b"", b"k").0, Some(vec![]));
+        // Every truncation and single-byte corruption: refused exactly when parsing
+        // refuses, and the same values otherwise.
+        for cut in 0..good.len() {
+            let (walk, parsed) = both(&good[..cut], b"key");
+            assert_eq!(walk, parsed, "cut at {cut}");
+        }
+        for at in 0..good.len() {
+            for delta in [1u8, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] = bad[at].wrapping_add(delta);
+                for name in [&b"key"[..], b"k", b"x"] {
+                    let (walk, parsed) = both(&bad, name);
+                    assert_eq!(walk, parsed, "byte {at} + {delta}");
+                }
+            }
+        }
     }
 
     #[test]

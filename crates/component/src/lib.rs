@@ -137,7 +137,10 @@ struct Observed<'p> {
 }
 
 impl Request for Observed<'_> {
-    type Bytes = Vec<u8>;
+    type Bytes<'a>
+        = Vec<u8>
+    where
+        Self: 'a;
 
     fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
         // The core reads through references into the plan it was given. Identity tells

@@ -6,7 +6,8 @@
 //! properties once per VM), asks the core for a decision, counts it, records it in
 //! filter state and always overwrites the route header. It decides nothing itself.
 
-use std::cell::{Cell, RefCell};
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell, RefCell};
 
 use rampart::cache::DigestCache;
 use rampart::contract::{number_text, safe_mode_route};
@@ -14,7 +15,7 @@ use rampart::decide::{decide_cached, Decision, Reason, Route, FILTER_STATE_KEY};
 use rampart::drift_pause::{ratio_limit_text, switch_lock, DriftPause, TickOutcome, Totals};
 use rampart::host::{HostError, Request};
 use rampart::{Plan, Source};
-use rampart_abi::{HeaderMap, LogLevel};
+use rampart_abi::LogLevel;
 
 use crate::host::{Host, Store};
 use crate::metrics::{Metrics, SafeModeMetrics, FLUSH_MS};
@@ -215,6 +216,7 @@ impl Active {
         let paused = self.drift_pause.as_ref().is_some_and(DriftPause::is_paused);
         let mut request = HostRequest {
             host: &mut *host,
+            plan,
             properties: &self.properties,
             headers: None,
         };
@@ -444,19 +446,23 @@ pub fn write_route_header<H: Host>(
 }
 
 /// One request's inputs, read through the host: header inputs and the sticky key from
-/// one read of the whole header map (on the first header the decision asks for),
-/// dynamic metadata per read, node properties from the VM's copy.
+/// one read of the whole header map (on the first header the decision asks for) and
+/// lent out of it, dynamic metadata per read, node properties from the VM's copy.
 struct HostRequest<'a, H: Host> {
     host: &'a mut H,
+    plan: &'a Plan,
     properties: &'a Properties,
     /// The serialized header map, once read.
     headers: Option<Result<Vec<u8>, HostError>>,
 }
 
 impl<H: Host> Request for HostRequest<'_, H> {
-    type Bytes = Vec<u8>;
+    type Bytes<'b>
+        = Cow<'b, [u8]>
+    where
+        Self: 'b;
 
-    fn read(&mut self, source: &Source) -> Result<Option<Vec<u8>>, HostError> {
+    fn read(&mut self, source: &Source) -> Result<Option<Cow<'_, [u8]>>, HostError> {
         match source {
             Source::Header { name, .. } => {
                 let host = &mut *self.host;
@@ -465,7 +471,10 @@ impl<H: Host> Request for HostRequest<'_, H> {
                     Err(e) => Err(*e),
                 }
             }
-            Source::Property { path } => self.properties.read(self.host, path),
+            Source::Property { path } => {
+                let slot = self.properties.slot(self.plan, source, path);
+                self.properties.read(self.host, slot, path)
+            }
         }
     }
 }
@@ -473,22 +482,18 @@ impl<H: Host> Request for HostRequest<'_, H> {
 /// Every value of header `name` (lowercase) in map order, joined by `,` — what Envoy's
 /// `request.headers.<name>` attribute answers. A client repeating a config header must
 /// not get one copy checked while the upstream reads another: the joined value drifts.
-pub fn header_value(map: &[u8], name: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-    let map = HeaderMap::parse(map).ok_or(HostError)?;
-    let mut value: Option<Vec<u8>> = None;
-    for (key, v) in map.iter() {
-        // Lengths first: most names differ in length, and the comparison is a call.
-        if key.len() != name.len() || !key.eq_ignore_ascii_case(name) {
-            continue;
+/// A header sent once is lent out of the map, not copied.
+pub fn header_value<'m>(map: &'m [u8], name: &[u8]) -> Result<Option<Cow<'m, [u8]>>, HostError> {
+    let mut value: Option<Cow<'m, [u8]>> = None;
+    rampart_abi::each_value(map, name, |v| match &mut value {
+        None => value = Some(Cow::Borrowed(v)),
+        Some(joined) => {
+            let joined = joined.to_mut();
+            joined.push(b',');
+            joined.extend_from_slice(v);
         }
-        match &mut value {
-            None => value = Some(v.to_vec()),
-            Some(joined) => {
-                joined.push(b',');
-                joined.extend_from_slice(v);
-            }
-        }
-    }
+    })
+    .ok_or(HostError)?;
     Ok(value)
 }
 
@@ -503,60 +508,85 @@ struct Properties {
     /// For every property source of the contract: its path, its wire form and whether
     /// it is a node property.
     paths: Vec<PropertyPath>,
-    /// The value fetched for each node property (by index into `paths`); `None` until
-    /// a read answered with a value (an absent or failing property is asked again next
-    /// time).
-    values: RefCell<Vec<Option<Vec<u8>>>>,
+    /// The slot in `paths` of each input's source (indexed like the plan's inputs;
+    /// `None` for a header input), and of the sticky key's.
+    input_slots: Vec<Option<usize>>,
+    sticky_slot: Option<usize>,
 }
 
 struct PropertyPath {
     path: Vec<String>,
     wire: Vec<u8>,
     node: bool,
+    /// A node property's value, once a read answered with one (an absent or failing
+    /// property is asked again next time).
+    value: OnceCell<Vec<u8>>,
 }
 
 impl Properties {
     fn new(plan: &Plan) -> Self {
         let mut paths: Vec<PropertyPath> = Vec::new();
-        let sources = plan
-            .inputs
-            .iter()
-            .map(|input| &input.source)
-            .chain(std::iter::once(&plan.sticky));
-        for source in sources {
-            if let Source::Property { path } = source {
-                if !paths.iter().any(|p| p.path == *path) {
-                    paths.push(PropertyPath {
-                        path: path.clone(),
-                        wire: wire_path(path),
-                        node: is_node_property(source),
-                    });
-                }
+        let mut slot_of = |source: &Source| {
+            let Source::Property { path } = source else {
+                return None;
+            };
+            if let Some(slot) = paths.iter().position(|p| p.path == *path) {
+                return Some(slot);
             }
+            paths.push(PropertyPath {
+                path: path.clone(),
+                wire: wire_path(path),
+                node: is_node_property(source),
+                value: OnceCell::new(),
+            });
+            Some(paths.len() - 1)
+        };
+        let input_slots = plan.inputs.iter().map(|i| slot_of(&i.source)).collect();
+        let sticky_slot = slot_of(&plan.sticky);
+        Self {
+            paths,
+            input_slots,
+            sticky_slot,
         }
-        let values = RefCell::new(vec![None; paths.len()]);
-        Self { paths, values }
     }
 
-    fn read<H: Host>(&self, host: &mut H, path: &[String]) -> Result<Option<Vec<u8>>, HostError> {
-        let Some((slot, entry)) = self.paths.iter().enumerate().find(|(_, p)| p.path == path)
-        else {
+    /// The slot of `source`. The core reads through references into the plan it was
+    /// given, so identity finds it without comparing paths; comparing is the fallback
+    /// should a read ever come through a copy.
+    fn slot(&self, plan: &Plan, source: &Source, path: &[String]) -> Option<usize> {
+        if std::ptr::eq(source, &plan.sticky) {
+            return self.sticky_slot;
+        }
+        match plan
+            .inputs
+            .iter()
+            .position(|input| std::ptr::eq(&input.source, source))
+        {
+            Some(ix) => self.input_slots.get(ix).copied().flatten(),
+            None => self.paths.iter().position(|p| p.path == path),
+        }
+    }
+
+    fn read<'p, H: Host>(
+        &'p self,
+        host: &mut H,
+        slot: Option<usize>,
+        path: &[String],
+    ) -> Result<Option<Cow<'p, [u8]>>, HostError> {
+        let Some(entry) = slot.and_then(|slot| self.paths.get(slot)) else {
             // Every property source of the plan is listed; a stranger is read as asked.
-            return host.property(&wire_path(path));
+            return Ok(host.property(&wire_path(path))?.map(Cow::Owned));
         };
         if !entry.node {
-            return host.property(&entry.wire);
+            return Ok(host.property(&entry.wire)?.map(Cow::Owned));
         }
-        if let Some(Some(value)) = self.values.borrow().get(slot) {
-            return Ok(Some(value.clone()));
+        if let Some(value) = entry.value.get() {
+            return Ok(Some(Cow::Borrowed(value)));
         }
-        let value = host.property(&entry.wire)?;
-        if let (Some(v), Ok(mut values)) = (&value, self.values.try_borrow_mut()) {
-            if let Some(cell) = values.get_mut(slot) {
-                *cell = Some(v.clone());
-            }
-        }
-        Ok(value)
+        // Kept for the VM's lifetime; this request is lent the kept copy too.
+        Ok(host
+            .property(&entry.wire)?
+            .map(|value| Cow::Borrowed(entry.value.get_or_init(|| value).as_slice())))
     }
 }
 
