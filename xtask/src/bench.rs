@@ -51,6 +51,10 @@ const FLOOR_COUNTER: &str = "wasmcustom.rampart_floor.increments";
 pub const RESULTS_FILE: &str = "bench/results.json";
 /// Results of `--builds`.
 pub const BUILDS_FILE: &str = "bench/builds.json";
+/// What `--focus` writes: the targets' variants alone, over many rounds.
+pub const FOCUS_FILE: &str = "bench/focus.json";
+/// The variants the targets compare, which `--focus` measures.
+const FOCUSED: [&str; 8] = ["A0", "A3floor", "A3", "A3d", "A4", "A3hfloor", "A3h", "A4h"];
 /// The generated report.
 pub const REPORT_FILE: &str = "BENCHMARKS.md";
 /// The trimmed `perf` profiles of Envoy serving A3floor and A3, which the report shows.
@@ -92,11 +96,13 @@ struct Options {
     profile: bool,
     /// Only the per-request path in V8 without Envoy (`--vm`).
     vm_only: bool,
+    /// Only the variants the targets compare, saturation only, many rounds (`--focus`).
+    focus: bool,
 }
 
 impl Options {
     const USAGE: &'static str =
-        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--vm] [--no-pin]";
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--vm] [--focus] [--no-pin]";
 
     fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
@@ -114,6 +120,7 @@ impl Options {
             profile_only: false,
             profile: true,
             vm_only: false,
+            focus: false,
         };
         let mut rounds_given = false;
         let mut args = args.iter();
@@ -146,6 +153,7 @@ impl Options {
                 "--profile" => options.profile_only = true,
                 "--no-profile" => options.profile = false,
                 "--vm" => options.vm_only = true,
+                "--focus" => options.focus = true,
                 other => {
                     return Err(Error::new(format!(
                         "unknown argument `{other}`; {}",
@@ -156,6 +164,11 @@ impl Options {
         }
         if options.builds && !rounds_given {
             options.rounds = 3;
+        }
+        if options.focus && !rounds_given {
+            // 15 rounds × 8 variants × (1 s warm-up + 3 s + checks) ≈ 9 minutes: the
+            // paired medians settle where five rounds leave them to the host's noise.
+            options.rounds = 15;
         }
         Ok(options)
     }
@@ -181,16 +194,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         println!("bench: done in {:.0}s", started.elapsed().as_secs_f64());
         return Ok(());
     }
-    let results = if options.builds {
-        bench.compare_builds()?
+    let (results, file) = if options.builds {
+        (bench.compare_builds()?, BUILDS_FILE)
+    } else if options.focus {
+        (bench.compare_focused()?, FOCUS_FILE)
     } else {
-        bench.compare_variants()?
+        (bench.compare_variants()?, RESULTS_FILE)
     };
-    let file = root.join(if options.builds {
-        BUILDS_FILE
-    } else {
-        RESULTS_FILE
-    });
+    let file = root.join(file);
     write_file(&file, &results.to_pretty())?;
     println!(
         "bench: wrote {}",
@@ -327,11 +338,13 @@ fn write_report(root: &Path) -> Result<()> {
     };
     let variants = read(RESULTS_FILE)?;
     let builds = read(BUILDS_FILE)?;
+    let focus = read(FOCUS_FILE)?;
     let profile = std::fs::read_to_string(root.join(PROFILE_FILE)).ok();
     let vm = std::fs::read_to_string(root.join(vm::VM_FILE)).ok();
     let texts = report::Texts {
         profile: profile.as_deref(),
         vm: vm.as_deref(),
+        focus: focus.as_ref(),
     };
     let text = report::render(variants.as_ref(), builds.as_ref(), texts);
     write_file(&root.join(REPORT_FILE), &text)?;
@@ -858,6 +871,63 @@ impl Bench {
         Ok(Value::Object(members))
     }
 
+    /// `--focus`: the variants the targets compare ([`FOCUSED`]), saturation runs only,
+    /// interleaved over many rounds, so the paired medians rest on more pairs than a
+    /// full run affords.
+    fn compare_focused(&self) -> Result<Value> {
+        let variants: Vec<Variant> = self
+            .variants()?
+            .into_iter()
+            .filter(|v| FOCUSED.contains(&v.id))
+            .collect();
+        let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+        let envoy = self.start_envoy("focus", &listeners)?;
+        let mut shares = BTreeMap::new();
+        for variant in &variants {
+            shares.insert(variant.id, probe(variant)?);
+        }
+        let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+        for round in 1..=self.options.rounds {
+            let n = variants.len();
+            for k in 0..n {
+                let variant = &variants[(k + round as usize - 1) % n];
+                let run = self.saturation_run(&envoy, variant, round, shares[variant.id])?;
+                println!(
+                    "bench: focus round {round}/{} {:<8} {:>8.0} rps {:>6.1} µs/req{}",
+                    self.options.rounds,
+                    variant.id,
+                    run.rps,
+                    run.cpu_us,
+                    if run.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  FLAGGED: {}", run.problems.join("; "))
+                    }
+                );
+                runs.entry(variant.id).or_default().push(run);
+            }
+        }
+        drop(envoy);
+        let entries = variants
+            .iter()
+            .map(|v| variant_json(v, &runs.remove(v.id).unwrap_or_default(), None))
+            .collect();
+        self.results(
+            "cargo xtask bench --focus",
+            vec![
+                (
+                    "warmup_seconds".into(),
+                    num(f64::from(self.options.warmup_seconds)),
+                ),
+                (
+                    "wrk_connections".into(),
+                    num(f64::from(self.generators.wrk_connections)),
+                ),
+            ],
+            vec![("variants".into(), Value::Array(entries))],
+        )
+    }
+
     /// A0's saturation throughput, and from it the fixed rate of the latency runs.
     fn calibrate(&self, a0: &Variant) -> Result<u32> {
         let seconds = self.options.seconds.max(2);
@@ -885,6 +955,29 @@ impl Bench {
         probe_share: f64,
     ) -> Result<Run> {
         let url = url(variant.listener.port);
+        let mut run = self.saturation_run(envoy, variant, round, probe_share)?;
+        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
+        let oha = self
+            .generators
+            .oha(&url, &variant.requests[0], rate, self.options.seconds)?;
+        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
+        run.overload = check_oha(&oha, rate, run.rps, &mut run.problems);
+        run.rate_rps = oha.rps;
+        run.rate_cpu_us = per_request(cpu_after - cpu_before, oha.responses);
+        run.p50_us = oha.p50_us;
+        run.p99_us = oha.p99_us;
+        run.p999_us = oha.p999_us;
+        Ok(run)
+    }
+
+    /// The saturation half of a run: throughput, CPU per request and the checks.
+    fn saturation_run(
+        &self,
+        envoy: &Envoy,
+        variant: &Variant,
+        round: u32,
+        probe_share: f64,
+    ) -> Result<Run> {
         let mut run = Run {
             round,
             ..Run::default()
@@ -901,18 +994,6 @@ impl Bench {
         check_wrk(&wrk, &mut run.problems);
         run.canary_share = check_counters(variant, &before, &after, probe_share, &mut run.problems);
         check_floor(variant, &before, &after, wrk.requests, &mut run.problems);
-
-        let cpu_before = envoy.cpu_micros(self.ticks_per_second)?;
-        let oha = self
-            .generators
-            .oha(&url, &variant.requests[0], rate, self.options.seconds)?;
-        let cpu_after = envoy.cpu_micros(self.ticks_per_second)?;
-        run.overload = check_oha(&oha, rate, run.rps, &mut run.problems);
-        run.rate_rps = oha.rps;
-        run.rate_cpu_us = per_request(cpu_after - cpu_before, oha.responses);
-        run.p50_us = oha.p50_us;
-        run.p99_us = oha.p99_us;
-        run.p999_us = oha.p999_us;
         Ok(run)
     }
 
@@ -1715,6 +1796,11 @@ mod tests {
         assert_eq!((builds.rounds, builds.builds), (3, true));
         let explicit = Options::parse(&["--builds".into(), "--rounds".into(), "2".into()]).unwrap();
         assert_eq!(explicit.rounds, 2);
+        let focus = Options::parse(&["--focus".into()]).unwrap();
+        assert_eq!((focus.rounds, focus.focus), (15, true));
+        let focus = Options::parse(&["--rounds".into(), "4".into(), "--focus".into()]).unwrap();
+        assert_eq!(focus.rounds, 4);
+        assert!(Options::parse(&["--vm".into()]).unwrap().vm_only);
         assert!(Options::parse(&["--rounds".into(), "0".into()]).is_err());
         assert!(Options::parse(&["--fast".into()]).is_err());
     }

@@ -68,6 +68,8 @@ pub struct Texts<'a> {
     pub profile: Option<&'a str>,
     /// `bench/vm.txt`: the per-request path in V8 without Envoy.
     pub vm: Option<&'a str>,
+    /// `bench/focus.json`: the targets' variants over many rounds.
+    pub focus: Option<&'a Value>,
 }
 
 /// The whole report.
@@ -89,6 +91,9 @@ pub fn render(variants: Option<&Value>, builds: Option<&Value>, texts: Texts) ->
             render_profile(&mut out, texts.profile);
             render_vm(&mut out, texts.vm);
         }
+    }
+    if let Some(focus) = texts.focus {
+        render_focus(&mut out, focus);
     }
     match builds {
         Some(results) => render_builds(&mut out, results),
@@ -300,7 +305,7 @@ fn render_variants(out: &mut String, results: &Value, texts: Texts) {
         );
     }
     out.push('\n');
-    render_targets(out, results, &rounds);
+    render_targets(out, "### Targets (issue 10)", results, &rounds);
     render_floor(out, &metric);
     render_profile(out, texts.profile);
     render_vm(out, texts.vm);
@@ -341,6 +346,53 @@ fn render_floor(out: &mut String, metric: &Metric<'_>) {
         );
     }
     out.push('\n');
+}
+
+/// `--focus`: the targets again, from the variants they compare alone over many rounds.
+fn render_focus(out: &mut String, results: &Value) {
+    let context = results.get("context").cloned().unwrap_or(Value::Null);
+    let settings = results.get("settings").cloned().unwrap_or(Value::Null);
+    let variants = results
+        .get("variants")
+        .map(Value::elements)
+        .unwrap_or_default();
+    let find = |id: &str| {
+        variants
+            .iter()
+            .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
+    };
+    let rounds = |id: &str, key: &str| find(id).map(|v| counted_rounds(v, key)).unwrap_or_default();
+    out.push_str("## Focused run: the targets' variants alone\n\n");
+    let _ = writeln!(
+        out,
+        "`cargo xtask bench --focus`, `bench/focus.json`: only the variants the targets compare, \
+         saturation runs only (no latency runs, profile or memory pass), so many more rounds fit \
+         in the time of a full run and each paired median rests on that many pairs.  \n\
+         Commit `{}`, {}; load average at start `{}`. {} rounds of {} s per variant, interleaved, \
+         after a {} s warm-up.\n",
+        string(&context, &["git"]),
+        string(&context, &["date"]),
+        string(&context, &["load_average_at_start"]),
+        show_number(settings.get("rounds"), 0),
+        show_number(settings.get("seconds_per_run"), 0),
+        show_number(settings.get("warmup_seconds"), 0),
+    );
+    out.push_str(
+        "| variant | throughput (rps) | CPU (µs/request) | runs used |\n|---|---|---|---|\n",
+    );
+    for variant in variants {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} of {} |",
+            string(variant, &["id"]),
+            show(spread(variant.get("rps")), 0),
+            show(spread(variant.get("cpu_us_per_request")), 1),
+            show_number(variant.get("runs_used"), 0),
+            variant.get("runs").map_or(0, |r| r.elements().len()),
+        );
+    }
+    out.push('\n');
+    render_targets(out, "### Targets, focused run", results, &rounds);
 }
 
 /// The profile file as the harness wrote it, in a code block.
@@ -409,8 +461,11 @@ fn counted_rounds(variant: &Value, key: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
-fn render_targets(out: &mut String, results: &Value, rounds: &Rounds<'_>) {
-    out.push_str("### Targets (issue 10)\n\n| target | measured | verdict |\n|---|---|---|\n");
+fn render_targets(out: &mut String, title: &str, results: &Value, rounds: &Rounds<'_>) {
+    let _ = write!(
+        out,
+        "{title}\n\n| target | measured | verdict |\n|---|---|---|\n"
+    );
     // A limit to stay under or over, or a band to stay inside.
     enum Limit {
         AtMost(f64),
@@ -821,6 +876,7 @@ fn render_method(out: &mut String) {
          cargo xtask bench --report     # regenerate this file from the results files\n\
          cargo xtask bench --profile    # only the perf profiles of Envoy serving A3floor and A3: bench/profile.txt + this file\n\
          cargo xtask bench --vm         # only the per-request path in V8 without Envoy (under a minute): bench/vm.txt + this file\n\
+         cargo xtask bench --focus      # only the targets' variants, saturation only, 15 rounds (about 9 minutes): bench/focus.json + this file\n\
          cargo xtask bench --no-profile # the variants without the profile and the V8 timing\n\
          cargo xtask bench --quick      # one short round, to check the harness works (figures meaningless)\n\
          cargo xtask bench --no-pin     # leave Envoy and the generators unpinned (figures not comparable)\n\
@@ -960,6 +1016,7 @@ mod tests {
             Texts {
                 profile: Some("# perf\n 40.0%  JIT code (wasm/V8)\n"),
                 vm: Some("scenario   ns/request"),
+                focus: None,
             },
         );
         assert!(
@@ -1090,6 +1147,42 @@ mod tests {
     }
 
     #[test]
+    fn a_focused_run_gets_its_own_targets_after_the_full_ones() {
+        let focus = results(
+            100_000.0,
+            &[
+                variant("A0", (20000.0, 19000.0, 21000.0), (40.0, 39.0, 41.0)),
+                variant("A3floor", (19500.0, 19000.0, 20000.0), (42.0, 41.5, 42.5)),
+                variant("A3", (19000.0, 18500.0, 19500.0), (43.0, 42.0, 44.0)),
+            ],
+        );
+        let text = render(
+            None,
+            None,
+            Texts {
+                profile: None,
+                vm: None,
+                focus: Some(&focus),
+            },
+        );
+        let section = text
+            .split("## Focused run: the targets' variants alone")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no focused section: {text}"));
+        assert!(
+            section.contains("| A3 | 19000 (18500–19500) | 43.0 (42.0–44.0) | 3 of 3 |"),
+            "{section}"
+        );
+        let targets = section.split("### Targets, focused run").nth(1).unwrap();
+        // Paired by round: A3 − A3floor is 1.0, 0.5 and 1.5 µs.
+        assert!(
+            targets.contains("| 1.0 (0.5–1.5) µs | **met** |"),
+            "{targets}"
+        );
+        assert!(!render(None, None, Texts::default()).contains("## Focused run"));
+    }
+
+    #[test]
     fn the_floor_table_shows_each_step_over_its_base_and_over_a0() {
         let results = results(
             50_000.0,
@@ -1108,6 +1201,7 @@ mod tests {
             Texts {
                 profile: Some("# profile text"),
                 vm: None,
+                focus: None,
             },
         );
         let floor = text
