@@ -211,6 +211,23 @@ mod tests {
             other.0[at] ^= 1;
             assert_ne!(d, other, "differing at byte {at}");
         }
+        // The same difference in two words must not cancel out.
+        for (a, b) in [(0, 8), (0, 16), (0, 24), (8, 16), (8, 24), (16, 24)] {
+            let mut other = d;
+            other.0[a] ^= 0x10;
+            other.0[b] ^= 0x10;
+            assert_ne!(d, other, "differing at bytes {a} and {b}");
+        }
+    }
+
+    #[test]
+    fn equal_digests_hash_alike_and_different_ones_apart() {
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        let d = Digest::of_bytes(b"{}");
+        let e = Digest::of_bytes(b"[]");
+        assert_eq!(state.hash_one(d), state.hash_one(Digest(d.0)));
+        assert_ne!(state.hash_one(d), state.hash_one(e));
     }
 
     #[test]

@@ -56,8 +56,7 @@ impl DriftPausePolicy {
 
     /// Whether these totals trip the pause.
     pub fn trips(&self, totals: Totals) -> bool {
-        totals.requests > 0
-            && totals.requests >= self.min_requests
+        totals.requests >= self.min_requests
             && (totals.drifted as f64) > self.max_ratio * (totals.requests as f64)
     }
 }

@@ -165,11 +165,11 @@ impl Big {
                 carry = t >> 32;
                 i += 1;
             }
-            while carry > 0 && i < CAPACITY {
-                let t = u64::from(out.limbs[i]) + carry;
-                out.limbs[i] = t as u32;
-                carry = t >> 32;
-                i += 1;
+            // The limb after this pass's last is still zero (the first pass wrote up to
+            // `len`, the second starts one higher), and the carry is below 2^32: it is
+            // the whole limb, and nothing carries on from it.
+            if i < CAPACITY {
+                out.limbs[i] = carry as u32;
             }
         }
         out.len = (self.len + 2).min(CAPACITY);
