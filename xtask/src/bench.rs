@@ -212,6 +212,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The variants in the order round `round` (from 1) runs them: interleaved, starting
+/// one later each round, so no variant always follows the same neighbour or runs at the
+/// same point of a round.
+fn round_order(variants: &[Variant], round: u32) -> impl Iterator<Item = &Variant> {
+    let n = variants.len();
+    (0..n).map(move |k| &variants[(k + round as usize - 1) % n])
+}
+
+/// The end of a run's progress line: its problems, if any.
+fn flagged(problems: &[String]) -> String {
+    if problems.is_empty() {
+        String::new()
+    } else {
+        format!("  FLAGGED: {}", problems.join("; "))
+    }
+}
+
 /// The benchmark contract (`CONTRACT_FILE`) named `name`.
 fn bench_contract(root: &Path, name: &str) -> Result<String> {
     let path = root.join(CONTRACT_FILE);
@@ -610,7 +627,7 @@ impl Bench {
                 "Rampart, realistic contract, config matches the lock",
                 Kind::Rampart {
                     wasm: self.rampart_wasm.clone(),
-                    vm_id: "rampart".into(),
+                    vm_id: "rampart-a3".into(),
                     contract: self.contract("bench-a3")?,
                     tier: Tier::Metadata,
                 },
@@ -622,7 +639,7 @@ impl Bench {
                 "Rampart, same contract, every request drifted (drift path and its rate-limited log)",
                 Kind::Rampart {
                     wasm: self.rampart_wasm.clone(),
-                    vm_id: "rampart".into(),
+                    vm_id: "rampart-a3d".into(),
                     contract: self.contract("bench-a3d")?,
                     tier: Tier::Metadata,
                 },
@@ -648,7 +665,7 @@ impl Bench {
                 "Rampart, the same contract with `tier` read from its header: no header_to_metadata, no metadata read",
                 Kind::Rampart {
                     wasm: self.rampart_wasm.clone(),
-                    vm_id: "rampart".into(),
+                    vm_id: "rampart-a3h".into(),
                     contract: self.header_tier_contract("bench-a3h")?,
                     tier: Tier::Header,
                 },
@@ -745,11 +762,7 @@ impl Bench {
         let rate = self.calibrate(&variants[0])?;
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=self.options.rounds {
-            // Interleave, starting each round one variant later, so no variant always
-            // follows the same neighbour or runs at the same point of a round.
-            let n = variants.len();
-            for k in 0..n {
-                let variant = &variants[(k + round as usize - 1) % n];
+            for variant in round_order(&variants, round) {
                 let run = self.measure(&envoy, variant, round, rate, canary_shares[variant.id])?;
                 println!(
                     "bench: round {round}/{} {:<3} {:>8.0} rps {:>6.1} µs/req | at {:.0} rps p50 {:.0} p99 {:.0} p99.9 {:.0} µs{}",
@@ -761,11 +774,7 @@ impl Bench {
                     run.p50_us,
                     run.p99_us,
                     run.p999_us,
-                    if run.problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  FLAGGED: {}", run.problems.join("; "))
-                    }
+                    flagged(&run.problems)
                 );
                 runs.entry(variant.id).or_default().push(run);
             }
@@ -888,9 +897,7 @@ impl Bench {
         }
         let mut runs: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
         for round in 1..=self.options.rounds {
-            let n = variants.len();
-            for k in 0..n {
-                let variant = &variants[(k + round as usize - 1) % n];
+            for variant in round_order(&variants, round) {
                 let run = self.saturation_run(&envoy, variant, round, shares[variant.id])?;
                 println!(
                     "bench: focus round {round}/{} {:<8} {:>8.0} rps {:>6.1} µs/req{}",
@@ -898,11 +905,7 @@ impl Bench {
                     variant.id,
                     run.rps,
                     run.cpu_us,
-                    if run.problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  FLAGGED: {}", run.problems.join("; "))
-                    }
+                    flagged(&run.problems)
                 );
                 runs.entry(variant.id).or_default().push(run);
             }
@@ -1308,11 +1311,7 @@ impl Bench {
                     labels[i],
                     wrk.rps(),
                     cpu,
-                    if problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  FLAGGED: {}", problems.join("; "))
-                    }
+                    flagged(&problems)
                 );
                 runs[i].push((wrk.rps(), cpu, problems));
             }

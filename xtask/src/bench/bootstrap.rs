@@ -70,7 +70,8 @@ pub enum Kind {
     Rampart {
         /// The filter module.
         wasm: PathBuf,
-        /// VM id: listeners with the same module share one VM per worker.
+        /// VM id, one per Rampart listener as per floor listener, so each variant's VM
+        /// holds its own root context only and the comparison with its floor is even.
         vm_id: String,
         /// The contract JSON (its `contract` name set per listener).
         contract: String,

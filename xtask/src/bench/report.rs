@@ -188,20 +188,45 @@ pub fn verdict_within(value: &Spread, low: f64, high: f64, unit: &str) -> String
     }
 }
 
-fn render_variants(out: &mut String, results: &Value, texts: Texts) {
-    let context = results.get("context").cloned().unwrap_or(Value::Null);
-    let settings = results.get("settings").cloned().unwrap_or(Value::Null);
-    let variants = results
-        .get("variants")
-        .map(Value::elements)
-        .unwrap_or_default();
-    let find = |id: &str| {
-        variants
+/// What the renderers read of a results file.
+struct Parts<'a> {
+    context: Value,
+    settings: Value,
+    variants: &'a [Value],
+}
+
+impl<'a> Parts<'a> {
+    fn of(results: &'a Value) -> Parts<'a> {
+        Parts {
+            context: results.get("context").cloned().unwrap_or(Value::Null),
+            settings: results.get("settings").cloned().unwrap_or(Value::Null),
+            variants: results
+                .get("variants")
+                .map(Value::elements)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn find(&self, id: &str) -> Option<&'a Value> {
+        self.variants
             .iter()
             .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
-    };
+    }
+
+    /// `key` per counted round of variant `id`.
+    fn rounds(&self, id: &str, key: &str) -> Vec<(u64, f64)> {
+        self.find(id)
+            .map(|v| counted_rounds(v, key))
+            .unwrap_or_default()
+    }
+}
+
+fn render_variants(out: &mut String, results: &Value, texts: Texts) {
+    let parts = Parts::of(results);
+    let (context, settings, variants) = (&parts.context, &parts.settings, parts.variants);
+    let find = |id: &str| parts.find(id);
     let metric = |id: &str, key: &str| find(id).and_then(|v| spread(v.get(key)));
-    let rounds = |id: &str, key: &str| find(id).map(|v| counted_rounds(v, key)).unwrap_or_default();
+    let rounds = |id: &str, key: &str| parts.rounds(id, key);
 
     out.push_str("## Variants\n\n");
     let _ = writeln!(
@@ -211,17 +236,17 @@ fn render_variants(out: &mut String, results: &Value, texts: Texts) {
          `{}` and `{}`.  \n\
          Commit `{}`, {}. {} rounds of {} s per variant and generator, interleaved, after a {} s warm-up; \
          {} sticky keys round robin; config header {} bytes.\n",
-        string(&context, &["cpu_model"]),
+        string(context, &["cpu_model"]),
         show_number(context.get("cores"), 0),
-        string(&context, &["kernel"]),
-        string(&context, &["load_average_at_start"]),
-        string(&context, &["envoy"]),
+        string(context, &["kernel"]),
+        string(context, &["load_average_at_start"]),
+        string(context, &["envoy"]),
         show_number(settings.get("envoy_cpu"), 0),
         show_number(settings.get("load_cpu"), 0),
-        string(&context, &["wrk"]),
-        string(&context, &["oha"]),
-        string(&context, &["git"]),
-        string(&context, &["date"]),
+        string(context, &["wrk"]),
+        string(context, &["oha"]),
+        string(context, &["git"]),
+        string(context, &["date"]),
         show_number(settings.get("rounds"), 0),
         show_number(settings.get("seconds_per_run"), 0),
         show_number(settings.get("warmup_seconds"), 0),
@@ -350,18 +375,9 @@ fn render_floor(out: &mut String, metric: &Metric<'_>) {
 
 /// `--focus`: the targets again, from the variants they compare alone over many rounds.
 fn render_focus(out: &mut String, results: &Value) {
-    let context = results.get("context").cloned().unwrap_or(Value::Null);
-    let settings = results.get("settings").cloned().unwrap_or(Value::Null);
-    let variants = results
-        .get("variants")
-        .map(Value::elements)
-        .unwrap_or_default();
-    let find = |id: &str| {
-        variants
-            .iter()
-            .find(|v| v.get("id").and_then(Value::as_str) == Some(id))
-    };
-    let rounds = |id: &str, key: &str| find(id).map(|v| counted_rounds(v, key)).unwrap_or_default();
+    let parts = Parts::of(results);
+    let (context, settings) = (&parts.context, &parts.settings);
+    let rounds = |id: &str, key: &str| parts.rounds(id, key);
     out.push_str("## Focused run: the targets' variants alone\n\n");
     let _ = writeln!(
         out,
@@ -370,9 +386,9 @@ fn render_focus(out: &mut String, results: &Value) {
          in the time of a full run and each paired median rests on that many pairs.  \n\
          Commit `{}`, {}; load average at start `{}`. {} rounds of {} s per variant, interleaved, \
          after a {} s warm-up.\n",
-        string(&context, &["git"]),
-        string(&context, &["date"]),
-        string(&context, &["load_average_at_start"]),
+        string(context, &["git"]),
+        string(context, &["date"]),
+        string(context, &["load_average_at_start"]),
         show_number(settings.get("rounds"), 0),
         show_number(settings.get("seconds_per_run"), 0),
         show_number(settings.get("warmup_seconds"), 0),
@@ -380,7 +396,7 @@ fn render_focus(out: &mut String, results: &Value) {
     out.push_str(
         "| variant | throughput (rps) | CPU (µs/request) | runs used |\n|---|---|---|---|\n",
     );
-    for variant in variants {
+    for variant in parts.variants {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} of {} |",
@@ -715,7 +731,7 @@ fn render_checks(out: &mut String, results: &Value) {
 }
 
 fn render_builds(out: &mut String, results: &Value) {
-    let context = results.get("context").cloned().unwrap_or(Value::Null);
+    let context = &results.get("context").cloned().unwrap_or(Value::Null);
     let builds = results
         .get("builds")
         .map(Value::elements)
@@ -730,9 +746,9 @@ fn render_builds(out: &mut String, results: &Value) {
         string(results, &["settings", "wasm_opt"]),
         show_number(results.at(&["settings", "rounds"]), 0),
         show_number(results.at(&["settings", "seconds_per_run"]), 0),
-        string(&context, &["git"]),
-        string(&context, &["date"]),
-        string(&context, &["cpu_model"]),
+        string(context, &["git"]),
+        string(context, &["date"]),
+        string(context, &["cpu_model"]),
         show_number(context.get("cores"), 0),
     );
     out.push_str(
