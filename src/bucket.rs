@@ -34,8 +34,8 @@ pub struct BucketSalt {
     state: [u32; 8],
     /// The prefix's bytes after its whole blocks (fewer than 64).
     tail: Vec<u8>,
-    /// Bytes absorbed into `state`: a multiple of 64.
-    absorbed: u64,
+    /// The prefix's length in bytes, for the padding's message length.
+    prefix_len: u64,
 }
 
 impl std::fmt::Debug for BucketSalt {
@@ -59,42 +59,38 @@ impl BucketSalt {
         BucketSalt {
             state,
             tail: prefix[whole..].to_vec(),
-            absorbed: whole as u64,
+            prefix_len: prefix.len() as u64,
         }
     }
 
     /// The key's bucket, 0..10000.
     pub fn bucket(&self, key: &[u8]) -> u16 {
         let mut state = self.state;
-        let mut rest = key;
-        let mut buf = [0u8; 2 * BLOCK];
+        let mut block = [0u8; BLOCK];
         let mut filled = self.tail.len();
-        buf[..filled].copy_from_slice(&self.tail);
+        block[..filled].copy_from_slice(&self.tail);
         // Whole blocks first, for a key longer than what fits with the tail.
+        let mut rest = key;
         while filled + rest.len() >= BLOCK {
             let (head, tail) = rest.split_at(BLOCK - filled);
-            buf[filled..BLOCK].copy_from_slice(head);
-            let mut b = [0u8; BLOCK];
-            b.copy_from_slice(&buf[..BLOCK]);
-            compress256(&mut state, &[b]);
-            buf = [0u8; 2 * BLOCK];
+            block[filled..].copy_from_slice(head);
+            compress256(&mut state, &[block]);
+            block = [0u8; BLOCK];
             rest = tail;
             filled = 0;
         }
-        buf[filled..filled + rest.len()].copy_from_slice(rest);
+        block[filled..filled + rest.len()].copy_from_slice(rest);
         filled += rest.len();
-        // Padding: 0x80, zeros, the message length in bits (big-endian) at the end of
-        // the block, or of the next one when fewer than 9 bytes are left.
-        buf[filled] = 0x80;
-        let blocks = if filled + 9 <= BLOCK { 1 } else { 2 };
-        let end = blocks * BLOCK;
-        let bits = (self.absorbed + self.tail.len() as u64 + key.len() as u64).wrapping_mul(8);
-        buf[end - 8..end].copy_from_slice(&bits.to_be_bytes());
-        for block in buf[..end].chunks_exact(BLOCK) {
-            let mut b = [0u8; BLOCK];
-            b.copy_from_slice(block);
-            compress256(&mut state, &[b]);
+        // Padding: 0x80, zeros, the message length in bits (big-endian) in the last 8
+        // bytes — of this block, or of a next one when fewer than 9 bytes are left.
+        block[filled] = 0x80;
+        if filled + 9 > BLOCK {
+            compress256(&mut state, &[block]);
+            block = [0u8; BLOCK];
         }
+        let bits = (self.prefix_len + key.len() as u64).wrapping_mul(8);
+        block[BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
+        compress256(&mut state, &[block]);
         // The digest's first 8 bytes, big-endian: its first two words.
         let head = (u64::from(state[0]) << 32) | u64::from(state[1]);
         // 2^64 mod 10000 leaves a bias below 1e-15: irrelevant.

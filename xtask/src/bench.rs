@@ -220,6 +220,33 @@ fn round_order(variants: &[Variant], round: u32) -> impl Iterator<Item = &Varian
     (0..n).map(move |k| &variants[(k + round as usize - 1) % n])
 }
 
+/// The CPUs Envoy and the load generators are pinned to: 0 and 1, unless `--no-pin` or
+/// the machine has one core.
+fn cpus(pin: bool) -> (Option<usize>, Option<usize>) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if !pin {
+        println!("bench: --no-pin: Envoy and the load generators float over all cores");
+        (None, None)
+    } else if cores >= 2 {
+        (Some(0), Some(1))
+    } else {
+        println!("bench: only one core: Envoy and the load generators are not pinned");
+        (None, None)
+    }
+}
+
+/// `program`, started pinned to `cpu` with `taskset` when one is given.
+fn pinned(program: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &cpu.to_string()]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
 /// The end of a run's progress line: its problems, if any.
 fn flagged(problems: &[String]) -> String {
     if problems.is_empty() {
@@ -273,7 +300,7 @@ fn vm_scenarios(root: &Path) -> Result<Vec<vm::Scenario>> {
         };
         let config = if drifts { DRIFTED_CONFIG } else { CONFIG };
         let mut properties = vec![(
-            bootstrap::NODE_REV_PATH.join("\0").into_bytes(),
+            rampart_abi::property_path(&bootstrap::NODE_REV_PATH),
             bootstrap::CONFIG_REV.as_bytes().to_vec(),
         )];
         let maps = (1..=USERS)
@@ -305,7 +332,7 @@ fn vm_scenarios(root: &Path) -> Result<Vec<vm::Scenario>> {
             .collect();
         if tier == Tier::Metadata {
             properties.push((
-                bootstrap::TIER_METADATA_PATH.join("\0").into_bytes(),
+                rampart_abi::property_path(&bootstrap::TIER_METADATA_PATH),
                 bootstrap::TIER.as_bytes().to_vec(),
             ));
         }
@@ -323,8 +350,8 @@ fn vm_scenarios(root: &Path) -> Result<Vec<vm::Scenario>> {
 /// Times Rampart's per-request path in V8 without Envoy and writes `vm::VM_FILE`.
 fn measure_vm(root: &Path, work: &Path, options: &Options) -> Result<()> {
     let scenarios = vm_scenarios(root)?;
-    let cpu = (options.pin && std::thread::available_parallelism().map_or(1, usize::from) >= 2)
-        .then_some(0);
+    // The V8 timing runs where Envoy runs.
+    let (cpu, _) = cpus(options.pin);
     let header = format!(
         "commit `{}`, {}",
         git_describe(root),
@@ -517,16 +544,7 @@ impl Bench {
         let floor_wasm = build_floor(root)?;
         let wrk = ensure_wrk()?;
         let oha = ensure_oha(root)?;
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let (envoy_cpu, load_cpu) = if !options.pin {
-            println!("bench: --no-pin: Envoy and the load generators float over all cores");
-            (None, None)
-        } else if cores >= 2 {
-            (Some(0), Some(1))
-        } else {
-            println!("bench: only one core: Envoy and the load generators are not pinned");
-            (None, None)
-        };
+        let (envoy_cpu, load_cpu) = cpus(options.pin);
         let work = root.join(WORK_DIR);
         std::fs::create_dir_all(&work)
             .map_err(|err| Error::new(format!("cannot create {}: {err}", work.display())))?;

@@ -321,7 +321,19 @@ pub fn remove_header_map_value(map: MapType, name: &str) -> Result<(), Status> {
         .result()
 }
 
-/// A property by its path in wire form (segments joined by NUL); `None` when absent.
+/// A property path in wire form, as [`property`] takes it: the segments joined by NUL.
+pub fn property_path<S: AsRef<str>>(segments: &[S]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(segment.as_ref().as_bytes());
+    }
+    out
+}
+
+/// A property by its path in wire form ([`property_path`]); `None` when absent.
 pub fn property(wire_path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
     let mut data = null_mut();
     let mut size = 0;
@@ -427,22 +439,23 @@ pub fn send_local_response(
 }
 
 /// Serializes pairs in the ABI's map form: the count, each key and value size (all u32
-/// little-endian), then each key and value followed by a NUL.
-pub fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+/// little-endian), then each key and value followed by a NUL. Keys and values are
+/// bytes (text or not; the sizes delimit them, so they may hold NULs).
+pub fn serialize_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let size = 4 + pairs
         .iter()
-        .map(|(k, v)| 8 + k.len() + v.len() + 2)
+        .map(|(k, v)| 8 + k.as_ref().len() + v.as_ref().len() + 2)
         .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&len32(pairs.len()));
     for (k, v) in pairs {
-        out.extend_from_slice(&len32(k.len()));
-        out.extend_from_slice(&len32(v.len()));
+        out.extend_from_slice(&len32(k.as_ref().len()));
+        out.extend_from_slice(&len32(v.as_ref().len()));
     }
     for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(k.as_ref());
         out.push(0);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out
@@ -587,9 +600,24 @@ mod tests {
     }
 
     #[test]
+    fn property_paths_join_their_segments_with_nul() {
+        assert_eq!(
+            property_path(&["metadata", "filter_metadata", "tenant", "tier"]),
+            b"metadata\0filter_metadata\0tenant\0tier"
+        );
+        assert_eq!(property_path(&[String::from("one")]), b"one");
+        assert_eq!(property_path::<&str>(&[]), b"");
+    }
+
+    #[test]
     fn an_empty_buffer_is_an_empty_map() {
         assert!(HeaderMap::parse(b"").unwrap().is_empty());
-        assert_eq!(HeaderMap::parse(&serialize_map(&[])).unwrap().len(), 0);
+        assert_eq!(
+            HeaderMap::parse(&serialize_map::<&str, &str>(&[]))
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]

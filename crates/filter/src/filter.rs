@@ -535,7 +535,7 @@ impl Properties {
             }
             paths.push(PropertyPath {
                 path: path.clone(),
-                wire: wire_path(path),
+                wire: rampart_abi::property_path(path),
                 node: is_node_property(source),
                 value: OnceCell::new(),
             });
@@ -575,7 +575,9 @@ impl Properties {
     ) -> Result<Option<Cow<'p, [u8]>>, HostError> {
         let Some(entry) = slot.and_then(|slot| self.paths.get(slot)) else {
             // Every property source of the plan is listed; a stranger is read as asked.
-            return Ok(host.property(&wire_path(path))?.map(Cow::Owned));
+            return Ok(host
+                .property(&rampart_abi::property_path(path))?
+                .map(Cow::Owned));
         };
         if !entry.node {
             return Ok(host.property(&entry.wire)?.map(Cow::Owned));
@@ -588,11 +590,6 @@ impl Properties {
             .property(&entry.wire)?
             .map(|value| Cow::Borrowed(entry.value.get_or_init(|| value).as_slice())))
     }
-}
-
-/// A property path in `proxy_get_property` wire form: segments joined by NUL.
-pub fn wire_path(path: &[String]) -> Vec<u8> {
-    path.join("\0").into_bytes()
 }
 
 /// True for `xds.node.*` properties: the node Envoy was started with.

@@ -6,15 +6,15 @@
 //! [`State::on_request_headers`] — over a host that answers from memory, so the V8 the
 //! harness runs it in shows what the decision itself costs there, function by function.
 //!
-//! The harness hands over one scenario (`rampart_vm_bench_load`): the contract, the
-//! property values the host answers with, and the serialized header maps of the
-//! requests, taken in turn. Every number is a little-endian `u32`:
-//! `len contract | count (len path, len value)… | count (len map)…`.
+//! The harness hands over one scenario (`rampart_vm_bench_load`) as an ABI map
+//! ([`rampart_abi::serialize_map`]): `contract` → the contract, `map` → one serialized
+//! request header map per request (taken in turn), any other key → a property's wire
+//! path and the value the host answers with.
 
 use crate::filter::{Action, State};
 use crate::host::Host;
 use rampart::host::HostError;
-use rampart_abi::{LogLevel, MetricType};
+use rampart_abi::{HeaderMap, LogLevel, MetricType};
 
 /// What the host answers with, from memory; every write is dropped but the route
 /// header's value is looked at. Each answer is a fresh copy, as Envoy allocates one in
@@ -102,34 +102,20 @@ impl Host for Replay {
     }
 }
 
-/// Reads a scenario (see the module docs); `None` when it is malformed.
-fn parse(mut bytes: &[u8]) -> Option<Replay> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
-        *bytes = rest;
-        Some(head)
+/// Reads a scenario (see the module docs); `None` when it is malformed, has no
+/// contract or no request.
+fn parse(bytes: &[u8]) -> Option<Replay> {
+    let mut replay = Replay::default();
+    let mut contract = None;
+    for (key, value) in HeaderMap::parse(bytes)?.iter() {
+        match key {
+            b"contract" => contract = Some(value.to_vec()),
+            b"map" => replay.maps.push(value.to_vec()),
+            path => replay.properties.push((path.to_vec(), value.to_vec())),
+        }
     }
-    fn number(bytes: &mut &[u8]) -> Option<usize> {
-        let head: [u8; 4] = take(bytes, 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(head)).ok()
-    }
-    fn blob(bytes: &mut &[u8]) -> Option<Vec<u8>> {
-        let n = number(bytes)?;
-        take(bytes, n).map(<[u8]>::to_vec)
-    }
-    let contract = blob(&mut bytes)?;
-    let properties = (0..number(&mut bytes)?)
-        .map(|_| Some((blob(&mut bytes)?, blob(&mut bytes)?)))
-        .collect::<Option<Vec<_>>>()?;
-    let maps = (0..number(&mut bytes)?)
-        .map(|_| blob(&mut bytes))
-        .collect::<Option<Vec<_>>>()?;
-    (bytes.is_empty() && !maps.is_empty()).then_some(Replay {
-        contract,
-        properties,
-        maps,
-        ..Replay::default()
-    })
+    replay.contract = contract?;
+    (!replay.maps.is_empty()).then_some(replay)
 }
 
 thread_local! {

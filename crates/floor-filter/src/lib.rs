@@ -83,7 +83,9 @@ pub fn parse_ops(text: &str) -> Result<Vec<Op>, String> {
                 if rest.is_empty() || rest.contains(char::is_whitespace) {
                     return Err(bad("`property` takes one dotted path"));
                 }
-                Op::Property(rest.split('.').collect::<Vec<_>>().join("\0").into_bytes())
+                Op::Property(rampart_abi::property_path(
+                    &rest.split('.').collect::<Vec<_>>(),
+                ))
             }
             "replace" => match rest.split_once(char::is_whitespace) {
                 Some((name, value)) => Op::Replace {

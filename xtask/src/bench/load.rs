@@ -112,14 +112,7 @@ pub struct Generators {
 
 impl Generators {
     fn pinned(&self, program: &Path) -> Command {
-        match self.cpu {
-            Some(cpu) => {
-                let mut cmd = Command::new("taskset");
-                cmd.args(["-c", &cpu.to_string()]).arg(program);
-                cmd
-            }
-            None => Command::new(program),
-        }
+        super::pinned(program, self.cpu)
     }
 
     /// Runs wrk against `url` for `seconds` with `script`.

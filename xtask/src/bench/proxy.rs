@@ -47,14 +47,7 @@ impl Envoy {
         let log_err = log_file
             .try_clone()
             .map_err(|err| Error::new(format!("cannot reopen {}: {err}", log.display())))?;
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpu.to_string()]).arg(binary);
-                c
-            }
-            None => Command::new(binary),
-        };
+        let mut cmd = super::pinned(binary, cpu);
         cmd.arg("-c")
             .arg(config)
             .args(["--concurrency", "1", "--disable-hot-restart"])

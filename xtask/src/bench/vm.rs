@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::json::{self, Value};
 use super::stats::Spread;
@@ -49,27 +48,17 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The scenario file `crates/filter/src/vm_bench.rs` reads.
+    /// The scenario file `crates/filter/src/vm_bench.rs` reads: an ABI map of
+    /// `contract`, each property's wire path and value, and a `map` per request.
     fn to_bytes(&self) -> Vec<u8> {
-        fn put(out: &mut Vec<u8>, n: usize) {
-            out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-        }
-        fn blob(out: &mut Vec<u8>, bytes: &[u8]) {
-            put(out, bytes.len());
-            out.extend_from_slice(bytes);
-        }
-        let mut out = Vec::new();
-        blob(&mut out, self.contract.as_bytes());
-        put(&mut out, self.properties.len());
-        for (path, value) in &self.properties {
-            blob(&mut out, path);
-            blob(&mut out, value);
-        }
-        put(&mut out, self.maps.len());
-        for map in &self.maps {
-            blob(&mut out, map);
-        }
-        out
+        let mut pairs: Vec<(&[u8], &[u8])> = vec![(b"contract", self.contract.as_bytes())];
+        pairs.extend(
+            self.properties
+                .iter()
+                .map(|(p, v)| (p.as_slice(), v.as_slice())),
+        );
+        pairs.extend(self.maps.iter().map(|m| (&b"map"[..], m.as_slice())));
+        rampart_abi::serialize_map(&pairs)
     }
 }
 
@@ -123,14 +112,7 @@ pub fn measure(
         args.push(format!("{}={}", scenario.id, file.display()));
     }
     let node_cmd = |extra: &[String], rounds: u32, args: &[String]| {
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut cmd = Command::new("taskset");
-                cmd.args(["-c", &cpu.to_string()]).arg(&node);
-                cmd
-            }
-            None => Command::new(&node),
-        };
+        let mut cmd = super::pinned(&node, cpu);
         cmd.args(extra)
             .arg(&driver)
             .arg(&wasm)
@@ -449,22 +431,18 @@ mod tests {
             maps: vec![b"m1".to_vec(), Vec::new()],
             drifts: false,
         };
-        let le = |n: u32| n.to_le_bytes().to_vec();
-        let expected = [
-            le(2),
-            b"{}".to_vec(),
-            le(1),
-            le(3),
-            b"a\0b".to_vec(),
-            le(1),
-            b"v".to_vec(),
-            le(2),
-            le(2),
-            b"m1".to_vec(),
-            le(0),
-        ]
-        .concat();
-        assert_eq!(scenario.to_bytes(), expected);
+        let bytes = scenario.to_bytes();
+        let map = rampart_abi::HeaderMap::parse(&bytes).expect("an ABI map");
+        let entries: Vec<(&[u8], &[u8])> = map.iter().collect();
+        assert_eq!(
+            entries,
+            vec![
+                (&b"contract"[..], &b"{}"[..]),
+                (&b"a\0b"[..], &b"v"[..]),
+                (&b"map"[..], &b"m1"[..]),
+                (&b"map"[..], &b""[..]),
+            ]
+        );
     }
 
     #[test]
