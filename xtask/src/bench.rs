@@ -5,7 +5,7 @@
 //! the load generators run on the other core. Variants are measured in interleaved
 //! rounds; every run is checked (statuses, routing, drift) before it counts, and the
 //! medians with their min–max spread go to `bench/results.json`, from which
-//! `BENCHMARKS.md` is generated. `--builds` compares opt-levels and wasm-opt the same way.
+//! `BENCHMARKS.md` is generated. `--builds` compares opt-levels the same way.
 //! `perf` profiles of Envoy serving A3floor and A3 close a full run (`--profile` takes
 //! them alone), with the CPU per request by object of each and the difference: where
 //! Rampart's own work over the floor goes.
@@ -821,35 +821,20 @@ impl Bench {
             .matches("rampart[bench-a3d]: config drift")
             .count();
         if self.options.profile {
-            // In the Envoy just measured, warm; a failed profile must not cost the results.
-            if let Err(err) = self.profile(&envoy, &variants) {
-                println!("bench: WARNING: no profile: {err}");
-                write_file(
-                    &self.root.join(PROFILE_FILE),
-                    &format!("# No profile was taken in the last run: {err}\n"),
-                )?;
-            }
+            // In the Envoy just measured, warm. A failed extra costs only itself.
+            let profiled = self.profile(&envoy, &variants);
+            self.extra(PROFILE_FILE, "no profile was taken", profiled)?;
         }
         drop(envoy);
         if self.options.profile {
-            // The module alone in V8; as for the profile, a failure costs only this part.
-            if let Err(err) = measure_vm(&self.root, &self.work, &self.options) {
-                println!("bench: WARNING: no V8 timing: {err}");
-                write_file(
-                    &self.root.join(vm::VM_FILE),
-                    &format!("# No V8 timing was taken in the last run: {err}\n"),
-                )?;
-            }
-        }
-        if self.options.profile {
-            // The noise-free figures; as for the profile, a failure costs only this part.
-            if let Err(err) = self.count_instructions() {
-                println!("bench: WARNING: no instruction counts: {err}");
-                write_file(
-                    &self.root.join(instructions::INSTRUCTIONS_FILE),
-                    &format!("# No instructions were counted in the last run: {err}\n"),
-                )?;
-            }
+            let timed = measure_vm(&self.root, &self.work, &self.options);
+            self.extra(vm::VM_FILE, "no V8 timing was taken", timed)?;
+            let counted = self.count_instructions();
+            self.extra(
+                instructions::INSTRUCTIONS_FILE,
+                "no instructions were counted",
+                counted,
+            )?;
         }
         let mut memory = BTreeMap::new();
         for variant in &variants {
@@ -1254,6 +1239,19 @@ impl Bench {
         })
     }
 
+    /// An extra of a full run (profile, V8 timing, instruction counts) that failed
+    /// leaves a line in its `file` saying so, and the run goes on.
+    fn extra(&self, file: &str, missing: &str, outcome: Result<()>) -> Result<()> {
+        let Err(err) = outcome else {
+            return Ok(());
+        };
+        println!("bench: WARNING: {missing}: {err}");
+        write_file(
+            &self.root.join(file),
+            &format!("# In the last run {missing}: {err}\n"),
+        )
+    }
+
     /// Every variant's instructions per request, counted in Envoys run by callgrind
     /// (`--instructions`, and the end of a full run); writes
     /// [`instructions::INSTRUCTIONS_FILE`].
@@ -1395,7 +1393,6 @@ impl Bench {
     /// shipped, as A3 listeners of one Envoy next to A0; then each counted under
     /// callgrind.
     fn compare_builds(&self) -> Result<Value> {
-        let wasm_opt = ensure_wasm_opt()?;
         let dir = self.work.join("builds");
         std::fs::create_dir_all(&dir)
             .map_err(|err| Error::new(format!("cannot create {}: {err}", dir.display())))?;
@@ -1531,7 +1528,8 @@ impl Bench {
             vec![(
                 "wasm_opt".into(),
                 text(
-                    command_output(Command::new(&wasm_opt).arg("--version"))
+                    // Installed by the builds above (`tasks::wasm_opt`).
+                    command_output(Command::new("wasm-opt").arg("--version"))
                         .unwrap_or_default()
                         .trim(),
                 ),
@@ -1893,17 +1891,6 @@ fn ensure_wrk() -> Result<PathBuf> {
     }
     install::debian("wrk", &["wrk"], || on_path("wrk").is_some())?;
     on_path("wrk").ok_or_else(|| Error::new("wrk is still missing after installing it"))
-}
-
-fn ensure_wasm_opt() -> Result<PathBuf> {
-    if let Some(path) = on_path("wasm-opt") {
-        return Ok(path);
-    }
-    install::debian("binaryen (wasm-opt)", &["binaryen"], || {
-        install::answers("wasm-opt")
-    })?;
-    on_path("wasm-opt")
-        .ok_or_else(|| Error::new("wasm-opt is still missing after installing binaryen"))
 }
 
 fn ensure_oha(root: &Path) -> Result<PathBuf> {

@@ -28,7 +28,7 @@ const WASM_MAX_BYTES: u64 = 100 * 1024;
 /// The wasm features the modules use, as `wasm-opt` names them: what rustc's wasm32
 /// target emits by default plus SIMD (`.cargo/config.toml`); binaryen 108 refuses
 /// unnamed ones. V8 in Envoy runs them all.
-pub const WASM_OPT_FEATURES: &[&str] = &[
+const WASM_OPT_FEATURES: &[&str] = &[
     "--enable-bulk-memory",
     "--enable-simd",
     "--enable-sign-ext",

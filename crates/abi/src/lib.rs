@@ -479,21 +479,7 @@ impl<'a> HeaderMap<'a> {
     /// Checks the layout (count, sizes, NUL terminators within the buffer); `None`
     /// for a malformed map. An empty buffer is an empty map.
     pub fn parse(bytes: &'a [u8]) -> Option<HeaderMap<'a>> {
-        if bytes.is_empty() {
-            return Some(HeaderMap { bytes, count: 0 });
-        }
-        let count = usize::try_from(read_u32(bytes, 0)?).ok()?;
-        let mut data = count.checked_mul(8)?.checked_add(4)?;
-        for i in 0..count {
-            for size_at in [4 + i * 8, 8 + i * 8] {
-                let size = usize::try_from(read_u32(bytes, size_at)?).ok()?;
-                let end = data.checked_add(size)?;
-                if *bytes.get(end)? != 0 {
-                    return None;
-                }
-                data = end + 1;
-            }
-        }
+        let count = walk(bytes, |_, _| {})?;
         Some(HeaderMap { bytes, count })
     }
 
@@ -522,8 +508,23 @@ impl<'a> HeaderMap<'a> {
 /// `None` for a malformed map; names compared ASCII case-insensitively; `each` is
 /// called per value.
 pub fn each_value<'a>(bytes: &'a [u8], name: &[u8], mut each: impl FnMut(&'a [u8])) -> Option<()> {
+    walk(bytes, |key, value| {
+        // Lengths first: most names differ in length.
+        if key.len() == name.len() && key.eq_ignore_ascii_case(name) {
+            each(value);
+        }
+    })
+    .map(drop)
+}
+
+/// Walks a serialized map in order, checking its layout (count, sizes, NUL terminators
+/// within the buffer) as it goes and handing each (name, value) to `entry`: the entry
+/// count, or `None` at the first fault (entries before it have been handed out). An
+/// empty buffer is an empty map.
+#[inline(always)]
+fn walk<'a>(bytes: &'a [u8], mut entry: impl FnMut(&'a [u8], &'a [u8])) -> Option<usize> {
     if bytes.is_empty() {
-        return Some(());
+        return Some(0);
     }
     let count = usize::try_from(read_u32(bytes, 0)?).ok()?;
     let mut data = count.checked_mul(8)?.checked_add(4)?;
@@ -536,13 +537,10 @@ pub fn each_value<'a>(bytes: &'a [u8], name: &[u8], mut each: impl FnMut(&'a [u8
         if *bytes.get(key_end)? != 0 || *bytes.get(value_end)? != 0 {
             return None;
         }
-        // Lengths first: most names differ in length.
-        if key_size == name.len() && bytes.get(data..key_end)?.eq_ignore_ascii_case(name) {
-            each(bytes.get(value_at..value_end)?);
-        }
+        entry(bytes.get(data..key_end)?, bytes.get(value_at..value_end)?);
         data = value_end + 1;
     }
-    Some(())
+    Some(count)
 }
 
 /// The entries of a [`HeaderMap`], in map order.

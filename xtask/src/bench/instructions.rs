@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::stats::Spread;
 use crate::{install, process};
 use crate::{Error, Result};
 
@@ -216,7 +217,7 @@ pub fn parse(text: &str, maps: &[Mapping]) -> std::result::Result<BTreeMap<Strin
         if let Some(name) = line.strip_prefix("fn=") {
             let function = compressed(&mut functions, name);
             current_class = class(&current);
-            if current_class == "generated code" {
+            if current_class == GENERATED {
                 let address = function
                     .strip_prefix("0x")
                     .and_then(|hex| u64::from_str_radix(hex, 16).ok());
@@ -291,7 +292,7 @@ fn compressed(names: &mut BTreeMap<String, String>, field: &str) -> String {
 fn class(object: &str) -> &'static str {
     let file = object.rsplit('/').next().unwrap_or(object);
     if object == "???" || object.is_empty() {
-        "generated code"
+        GENERATED
     } else if file == "envoy" {
         "Envoy"
     } else if file.starts_with("libc.so")
@@ -316,7 +317,7 @@ pub struct Counted {
 impl Counted {
     /// Instructions per request in `class` (all classes for `None`), median over the runs.
     pub fn per_request(&self, class: Option<&str>) -> f64 {
-        let mut values: Vec<f64> = self
+        let values: Vec<f64> = self
             .runs
             .iter()
             .map(|(_, by_class)| match class {
@@ -324,12 +325,7 @@ impl Counted {
                 None => by_class.values().sum(),
             })
             .collect();
-        values.sort_by(f64::total_cmp);
-        match values.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => values[n / 2],
-            n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-        }
+        Spread::of(&values).map_or(0.0, |spread| spread.median)
     }
 }
 
@@ -396,7 +392,7 @@ pub fn render(header: &str, counted: &[Counted]) -> String {
             out,
             "{label:<40} {:>+8.0}   generated code {:>+8.0}",
             l.per_request(None) - r.per_request(None),
-            l.per_request(Some("generated code")) - r.per_request(Some("generated code")),
+            l.per_request(Some(GENERATED)) - r.per_request(Some(GENERATED)),
         );
     }
     out
